@@ -1,0 +1,110 @@
+"""Fuzzing wsgicore's parser with hypothesis: random bytes and mutated valid
+requests go straight into read_request() and read_chunked_body(). Whatever
+comes in, the only exception that may come out is wsgicore.HTTPError, the
+clean 4xx/5xx path, with a status the server can send. Runs in seconds.
+"""
+
+import io
+import sys
+from http import HTTPStatus
+from pathlib import Path
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "part2"))
+
+import wsgicore  # noqa: E402
+
+FUZZ = settings(max_examples=400, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
+
+VALID = [
+    b"GET /hello HTTP/1.1\r\nHost: localhost:8888\r\nUser-Agent: curl/8\r\nAccept: */*\r\n\r\n",
+    b"POST /echo?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Type: a/b\r\n\r\nhello",
+    b"POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5;e=1\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+    b"GET http://example.org/a%20b HTTP/1.0\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
+]
+TOKENS = [b"\r\n", b"\n", b"\r", b" ", b"\t", b":", b",", b";", b"\x00", b"\x7f", b"\xff",
+          b"Content-Length: ", b"Transfer-Encoding: ", b"chunked", b"gzip", b"Host: ",
+          b"Expect: ", b"100-continue", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"%", b"%zz",
+          b"%00", b"?", b"/", b"*", b"-1", b"0", b"5", b"ffffffffffffffff", b"9" * 30]
+
+
+def check(data):
+    """Parse like the server does: head, then a chunked body if announced."""
+    rfile = io.BytesIO(data)
+    try:
+        request = wsgicore.read_request(rfile)
+        if request is None:
+            return
+        for value in (request.method, request.path, request.query, request.version):
+            assert type(value) is str
+        for name, value in request.headers:
+            assert type(name) is str and type(value) is str
+            value.encode("latin-1")  # every str is a WSGI "bytes as latin-1" str
+        if request.chunked:
+            body, length = wsgicore.read_chunked_body(rfile, max_size=64 * 1024)
+            assert len(body.read()) == length
+        elif request.content_length is not None:
+            assert request.content_length >= 0
+            stream = wsgicore.InputStream(rfile, min(request.content_length, len(data)))
+            try:
+                stream.readline()
+                stream.read(3)
+                stream.read()
+            except wsgicore.ClientDisconnected:
+                pass  # the clean truncated-body path
+    except wsgicore.HTTPError as err:
+        assert 400 <= err.status <= 505, err.status
+        HTTPStatus(err.status)  # a real status with a phrase
+        assert wsgicore.simple_response(err.status, err.detail).startswith(b"HTTP/1.1 ")
+
+
+@FUZZ
+@given(st.binary(max_size=2000))
+@example(b"GET / HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n")
+@example(b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + b"f" * 17 + b"\r\n")
+@example(b"GET /%" + b"\r\n\r\n")
+def test_random_bytes_never_escape_as_anything_but_httperror(data):
+    check(data)
+
+
+@FUZZ
+@given(st.sampled_from(VALID), st.lists(
+    st.tuples(st.integers(0, 400), st.integers(0, 8), st.sampled_from(TOKENS)), max_size=6))
+def test_mutated_valid_requests_never_escape_as_anything_but_httperror(base, edits):
+    data = bytearray(base)
+    for position, cut, token in edits:
+        position %= len(data) + 1
+        data[position:position + cut] = token
+    check(bytes(data))
+
+
+@FUZZ
+@given(st.binary(max_size=1000))
+def test_random_chunked_bodies_never_escape_as_anything_but_httperror(data):
+    try:
+        body, length = wsgicore.read_chunked_body(io.BytesIO(data), max_size=4096)
+    except wsgicore.HTTPError as err:
+        assert err.status in (400, 413, 431)
+    else:
+        assert len(body.read()) == length <= 4096
+
+
+@FUZZ
+@given(st.lists(st.tuples(
+    st.text(st.sampled_from("abcXY-_!#"), min_size=1, max_size=8),
+    st.text(st.characters(codec="latin-1", exclude_categories=["Cc"]), max_size=20)),
+    max_size=12))
+def test_any_valid_header_set_parses_back_to_what_was_sent(fields):
+    head = b"GET / HTTP/1.1\r\n" + b"".join(
+        f"{name}: {value}\r\n".encode("latin-1") for name, value in fields) + b"\r\n"
+    try:
+        request = wsgicore.read_request(io.BytesIO(head))
+    except wsgicore.HTTPError as err:  # framing fields among the random names
+        assert err.status in (400, 417, 501)
+        return
+    assert request.headers == [(n, v.strip(" \t")) for n, v in fields]

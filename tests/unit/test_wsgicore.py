@@ -1,0 +1,799 @@
+"""wsgicore: the parser on its own, then the HTTP and WSGI behaviour of a real
+webserver2 process on 127.0.0.1 (claims C8 and C9, and everything the
+article's 1024-byte server got wrong). Runs on the host: no Docker needed.
+"""
+
+import hashlib
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PART2 = ROOT / "services" / "part2"
+sys.path.insert(0, str(PART2))
+
+import wsgicore  # noqa: E402
+
+# --------------------------------------------------------------------------
+# helpers: a server process with deadlines, and a raw HTTP client
+# --------------------------------------------------------------------------
+
+
+class ServerProcess:
+    """A server started as `python <script> <spec>` on 127.0.0.1, PORT=0."""
+
+    def __init__(self, script, spec, workdir, cwd=None, popen=None, argv=None, **env):
+        self.script, self.spec, self.workdir = Path(script), spec, Path(workdir)
+        self.cwd = cwd or self.script.parent
+        self.popen = popen or {}  # extra Popen arguments (user=, group=, ...)
+        self.argv = argv or [sys.executable, str(self.script), spec]
+        self.env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        self.env.update(HOST="127.0.0.1", PORT="0", PYTHONUNBUFFERED="1")
+        self.env.update({k: str(v) for k, v in env.items()})
+        self.proc = self.port = None
+
+    def start(self, timeout=20.0):
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.out_path = self.workdir / "stdout.txt"
+        self.err_path = self.workdir / "stderr.txt"
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                self.argv, cwd=self.cwd, env=self.env,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, **self.popen)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(r"Serving HTTP on port (\d+)", self.out_path.read_text())
+            if match:
+                self.port = int(match.group(1))
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        self.stop()
+        raise AssertionError(f"server did not start: {self.stderr()}")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stderr(self):
+        return self.err_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if re.search(pattern, self.stderr()):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def exchange(port, data, timeout=10.0, half_close=False, pause=None):
+    """Send raw bytes, read until the server closes; returns the bytes read."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        if pause is None:
+            sock.sendall(data)
+        else:  # drip-feed: one piece, a pause, the next piece...
+            for piece in data:
+                sock.sendall(piece)
+                time.sleep(pause)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        return read_all(sock, timeout)
+
+
+def read_all(sock, timeout=10.0):
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            data = sock.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+        else:
+            raise AssertionError("the server did not close the connection in time")
+    except ConnectionResetError:
+        chunks.append(b"<RST>")
+    return b"".join(chunks)
+
+
+def request(method, path, headers=(), body=b"", version="HTTP/1.1"):
+    lines = [f"{method} {path} {version}", "Host: 127.0.0.1"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    if body and not any(n.lower() in ("content-length", "transfer-encoding") for n, _ in headers):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class Response:
+    def __init__(self, raw):
+        self.raw = raw
+        head, sep, self.body = raw.partition(b"\r\n\r\n")
+        assert sep, f"no complete response head in {raw[:300]!r}"
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        self.version, self.status, self.reason = (status_line.split(" ", 2) + [""])[:3]
+        self.status = int(self.status)
+        self.header_list = [tuple(part.strip() for part in line.split(":", 1)) for line in lines]
+        self.headers = {}
+        for name, value in self.header_list:
+            self.headers.setdefault(name.lower(), value)
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def fetch(port, method, path, headers=(), body=b"", **kw):
+    return Response(exchange(port, request(method, path, headers, body), **kw))
+
+
+def hello_works(port):
+    response = fetch(port, "GET", "/hello")
+    assert response.status == 200, response.raw[:300]
+    assert response.body == b"Hello world from a simple WSGI application!\n"
+
+
+# --------------------------------------------------------------------------
+# 1. the parser alone: read_request on an in-memory stream
+# --------------------------------------------------------------------------
+
+
+def parse(data):
+    return wsgicore.read_request(io.BytesIO(data))
+
+
+def test_parser_reads_a_full_head():
+    req = parse(b"POST /a%20b/%C3%A9?x=1%202&y HTTP/1.1\r\nHost: h:1\r\n"
+                b"Content-Length: 3\r\nX-Many: 1\r\nx-many: 2\r\nContent-Type: text/plain\r\n\r\nabc")
+    assert (req.method, req.version, req.content_length, req.chunked) == ("POST", "HTTP/1.1", 3, False)
+    assert req.path == "/a b/\xc3\xa9"  # percent-decoded bytes, as latin-1 (PEP 3333)
+    assert req.query == "x=1%202&y"  # raw
+    assert ("X-Many", "1") in req.headers and ("x-many", "2") in req.headers
+
+
+def test_parser_accepts_leading_empty_lines_absolute_form_and_options_star():
+    assert parse(b"\r\n\r\nGET / HTTP/1.0\r\n\r\n").path == "/"
+    req = parse(b"GET http://example.org:81/p?q HTTP/1.1\r\nHost: other\r\n\r\n")
+    assert (req.authority, req.path, req.query) == ("example.org:81", "/p", "q")
+    assert parse(b"OPTIONS * HTTP/1.1\r\n\r\n").path == "*"
+
+
+def test_parser_returns_none_for_a_connection_that_sent_nothing():
+    assert parse(b"") is None
+
+
+def test_parser_limits_are_exact():
+    line = b"GET /" + b"a" * (wsgicore.MAX_LINE - len(b"GET / HTTP/1.1")) + b" HTTP/1.1"
+    assert len(line) == wsgicore.MAX_LINE
+    assert parse(line + b"\r\n\r\n").method == "GET"
+    with pytest.raises(wsgicore.HTTPError) as err:
+        parse(line[:5] + b"a" + line[5:] + b"\r\n\r\n")
+    assert err.value.status == 414
+    field = b"X: " + b"v" * (wsgicore.MAX_LINE - 3)
+    assert parse(b"GET / HTTP/1.1\r\n" + field + b"\r\n\r\n").headers[0][0] == "X"
+    with pytest.raises(wsgicore.HTTPError) as err:
+        parse(b"GET / HTTP/1.1\r\n" + field + b"v\r\n\r\n")
+    assert err.value.status == 431
+    fields = b"".join(b"X-%d: v\r\n" % i for i in range(wsgicore.MAX_FIELDS))
+    assert len(parse(b"GET / HTTP/1.1\r\n" + fields + b"\r\n").headers) == 100
+    with pytest.raises(wsgicore.HTTPError) as err:
+        parse(b"GET / HTTP/1.1\r\n" + fields + b"Y: 1\r\n\r\n")
+    assert err.value.status == 431
+
+
+@pytest.mark.parametrize("content_length", [b"5", b"5, 5", b"05"])
+def test_parser_accepts_repeated_equal_content_length(content_length):
+    req = parse(b"POST / HTTP/1.1\r\nContent-Length: " + content_length + b"\r\n\r\n")
+    assert req.content_length == 5
+
+
+def test_chunked_decoding_with_extensions_and_trailers():
+    body = b"4;ext=1\r\nWiki\r\n5 \r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Trailer: t\r\n\r\n"
+    file, length = wsgicore.read_chunked_body(io.BytesIO(body))
+    assert (file.read(), length) == (b"Wikipedia in\r\n\r\nchunks.", 23)
+
+
+@pytest.mark.parametrize("body, status", [
+    (b"z\r\nabc\r\n0\r\n\r\n", 400),  # not hex
+    (b"-1\r\nabc\r\n0\r\n\r\n", 400),
+    (b"3\r\nabcX\r\n0\r\n\r\n", 400),  # data not followed by CRLF
+    (b"3\r\nab", 400),  # truncated
+    (b"3\r\nabc\r\n", 400),  # no last chunk
+    (b"3\nabc\r\n0\r\n\r\n", 400),  # bare LF
+    (b"1" * 17 + b"\r\n", 400),  # more than 16 hex digits
+    (b"3;" + b"e" * 5000 + b"\r\nabc\r\n0\r\n\r\n", 400),  # chunk line too long
+    (b"0\r\n" + b"T: 1\r\n" * 101 + b"\r\n", 431),  # too many trailer fields
+    (b"0\r\nBad trailer\r\n\r\n", 400),
+])
+def test_chunked_decoding_refuses_malformed_bodies(body, status):
+    with pytest.raises(wsgicore.HTTPError) as err:
+        wsgicore.read_chunked_body(io.BytesIO(body))
+    assert err.value.status == status
+
+
+def test_chunked_decoding_has_a_size_limit():
+    with pytest.raises(wsgicore.HTTPError) as err:
+        wsgicore.read_chunked_body(io.BytesIO(b"10\r\n" + b"x" * 16 + b"\r\n0\r\n\r\n"), max_size=15)
+    assert err.value.status == 413
+
+
+def test_input_stream_is_bounded_by_its_length():
+    rest = b"GET /next HTTP/1.1\r\n\r\n"
+    make = lambda: wsgicore.InputStream(io.BytesIO(b"line1\nline2\nend" + rest), 15)  # noqa: E731
+    assert make().read() == b"line1\nline2\nend"
+    stream = make()
+    assert [stream.read(4), stream.read(100), stream.read(1)] == [b"line", b"1\nline2\nend", b""]
+    stream = make()
+    assert [stream.readline(), stream.readline(3), stream.readline(), stream.readline(),
+            stream.readline()] == [b"line1\n", b"lin", b"e2\n", b"end", b""]
+    assert make().readlines() == [b"line1\n", b"line2\n", b"end"]
+    assert make().readlines(3) == [b"line1\n"]
+    assert list(make()) == [b"line1\n", b"line2\n", b"end"]
+
+
+def test_input_stream_raises_when_the_client_stops_early():
+    stream = wsgicore.InputStream(io.BytesIO(b"only ten b"), 100)
+    with pytest.raises(wsgicore.ClientDisconnected, match="10 of 100"):
+        stream.read()
+    with pytest.raises(wsgicore.ClientDisconnected):
+        wsgicore.InputStream(io.BytesIO(b"no newline"), 100).readline()
+
+
+def test_input_stream_calls_the_continue_callback_once_on_first_read():
+    calls = []
+    stream = wsgicore.InputStream(io.BytesIO(b"abcdef"), 6, lambda: calls.append(1))
+    assert calls == []
+    stream.read(2)
+    stream.read(2)
+    assert calls == [1]
+
+
+# --------------------------------------------------------------------------
+# 2. a real webserver2 with misbehaving test applications
+# --------------------------------------------------------------------------
+
+TEST_APPS = textwrap.dedent('''
+    """Applications that break the rules, one per path; others go to wsgiapp."""
+    import json
+    import sys
+
+    from wsgiapp import app as wsgi_app
+
+    TEXT = [("Content-Type", "text/plain")]
+
+
+    def fixed(status, headers, body=(b"should not be seen\\n",)):
+        def view(environ, start_response):
+            start_response(status, headers)
+            return list(body)
+        return view
+
+
+    def crash(environ, start_response):
+        raise RuntimeError("boom before start_response")
+
+
+    def crash_after_headers(environ, start_response):
+        start_response("200 OK", TEXT)
+        yield b"partial body "
+        raise RuntimeError("boom after the headers")
+
+
+    def body_str(environ, start_response):
+        start_response("200 OK", TEXT)
+        return ["a str, not bytes"]
+
+
+    def twice(environ, start_response):
+        start_response("200 OK", TEXT)
+        start_response("200 OK", TEXT)
+        return [b"x"]
+
+
+    def exc_info_early(environ, start_response):
+        start_response("200 OK", TEXT)
+        try:
+            raise ValueError("changed my mind")
+        except ValueError:
+            start_response("500 Oops", TEXT, sys.exc_info())
+        return [b"custom error page\\n"]
+
+
+    def exc_info_late(environ, start_response):
+        write = start_response("200 OK", TEXT)
+        write(b"already sent ")
+        try:
+            raise ValueError("too late")
+        except ValueError:
+            start_response("500 Oops", TEXT, sys.exc_info())  # re-raises
+        return [b"never"]
+
+
+    def use_write(environ, start_response):
+        write = start_response("200 OK", TEXT)
+        write(b"via write, ")
+        return [b"then the iterable\\n"]
+
+
+    def late_start(environ, start_response):
+        def body():
+            start_response("200 OK", TEXT)
+            yield b""
+            yield b""
+            yield b"started late\\n"
+        return body()
+
+
+    class Closing:
+        def __init__(self, environ, chunks, fail=False):
+            self.environ, self.chunks, self.fail = environ, chunks, fail
+
+        def __iter__(self):
+            yield from self.chunks
+            if self.fail:
+                raise RuntimeError("fail in iteration")
+
+        def close(self):
+            self.environ["wsgi.errors"].write("CLOSE CALLED " + self.environ["PATH_INFO"] + "\\n")
+            self.environ["wsgi.errors"].flush()
+
+
+    def closing(environ, start_response):
+        start_response("200 OK", TEXT)
+        return Closing(environ, [b"a", b"b"])
+
+
+    def closing_fail(environ, start_response):
+        start_response("200 OK", TEXT)
+        return Closing(environ, [b"a"], fail=True)
+
+
+    def too_long_stream(environ, start_response):
+        start_response("200 OK", TEXT + [("Content-Length", "5")])
+        yield b"0123"
+        yield b"4567"
+        yield b"89"
+
+
+    def no_start(environ, start_response):
+        return [b"x"]
+
+
+    def stream(environ, start_response):
+        start_response("200 OK", TEXT)
+        yield b"one\\n"
+        yield b"two\\n"
+
+
+    def read_some(environ, start_response):
+        data = environ["wsgi.input"].read(10)
+        start_response("200 OK", TEXT)
+        return [b"read " + data]
+
+
+    def dump(environ, start_response):
+        body = json.dumps({k: v for k, v in environ.items() if type(v) is str}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+
+    ROUTES = {
+        "/crash": crash,
+        "/crash-after-headers": crash_after_headers,
+        "/body-str": body_str,
+        "/twice": twice,
+        "/exc-info-early": exc_info_early,
+        "/exc-info-late": exc_info_late,
+        "/write": use_write,
+        "/late-start": late_start,
+        "/closing": closing,
+        "/closing-fail": closing_fail,
+        "/too-long": fixed("200 OK", TEXT + [("Content-Length", "5")], [b"0123456789"]),
+        "/too-long-stream": too_long_stream,
+        "/no-start": no_start,
+        "/no-content": fixed("204 No Content", [], [b"body that must not be sent"]),
+        "/stream": stream,
+        "/read-some": read_some,
+        "/status-no-reason": fixed("200 ", TEXT, [b"ok\\n"]),
+        "/status-short": fixed("200", TEXT),
+        "/status-bytes": fixed(b"200 OK", TEXT),
+        "/status-999": fixed("999 Nope", TEXT),
+        "/status-100": fixed("100 Continue", TEXT),
+        "/headers-tuple": fixed("200 OK", tuple(TEXT)),
+        "/header-list-item": fixed("200 OK", [["Content-Type", "text/plain"]]),
+        "/header-bytes": fixed("200 OK", [(b"Content-Type", b"text/plain")]),
+        "/header-crlf": fixed("200 OK", TEXT + [("X-Evil", "a\\r\\nSet-Cookie: x=1")]),
+        "/header-unicode": fixed("200 OK", TEXT + [("X-Name", "caf\\u20ac")]),
+        "/header-name-space": fixed("200 OK", TEXT + [("Bad Name", "x")]),
+        "/hop-connection": fixed("200 OK", TEXT + [("Connection", "keep-alive")]),
+        "/hop-transfer-encoding": fixed("200 OK", TEXT + [("Transfer-Encoding", "chunked")]),
+        "/bad-content-length": fixed("200 OK", TEXT + [("Content-Length", "ten")]),
+    }
+
+
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        if path.startswith("/dump"):
+            return dump(environ, start_response)
+        return ROUTES.get(path, wsgi_app)(environ, start_response)
+''')
+
+TIMEOUT = 1.0  # REQUEST_TIMEOUT of the test server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    apps = tmp_path_factory.mktemp("apps")
+    (apps / "testapps.py").write_text(TEST_APPS)
+    srv = ServerProcess(PART2 / "webserver2.py", "testapps:app", apps / "server",
+                        PYTHONPATH=apps, REQUEST_TIMEOUT=TIMEOUT)
+    with srv:
+        yield srv
+
+
+def test_c9_environ_holds_every_required_key_with_native_str_values(server):
+    response = fetch(server.port, "GET", "/environ?x=1%202&y=caf%C3%A9",
+                     headers=[("X-Multi", "a"), ("X-Multi", "b"), ("Cookie", "a=1"),
+                              ("Cookie", "b=2"), ("X_Spoofed", "1"), ("User-Agent", "t/1")])
+    assert response.status == 200
+    env = response.json()
+    for key in ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME",
+                "SERVER_PORT", "SERVER_PROTOCOL", "REMOTE_ADDR", "REMOTE_PORT",
+                "wsgi.version", "wsgi.url_scheme", "wsgi.input", "wsgi.errors",
+                "wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once"):
+        assert key in env, key
+    for key, item in env.items():
+        if "." not in key:
+            assert item["type"] == "str", (key, item)
+    values = {key: item["value"] for key, item in env.items()}
+    assert values["REQUEST_METHOD"] == "GET"
+    assert values["SCRIPT_NAME"] == ""
+    assert values["PATH_INFO"] == "/environ"
+    assert values["QUERY_STRING"] == "x=1%202&y=caf%C3%A9"
+    assert values["SERVER_PORT"] == str(server.port)
+    assert values["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert values["REMOTE_ADDR"] == "127.0.0.1"
+    assert values["REMOTE_PORT"].isdigit()
+    assert values["HTTP_X_MULTI"] == "a, b"
+    assert values["HTTP_COOKIE"] == "a=1; b=2"
+    assert values["HTTP_USER_AGENT"] == "t/1"
+    assert "HTTP_X_SPOOFED" not in values  # a name with '_' is left out
+    assert "CONTENT_LENGTH" not in values and "CONTENT_TYPE" not in values
+    assert (values["wsgi.version"], env["wsgi.version"]["type"]) == ("(1, 0)", "tuple")
+    assert values["wsgi.url_scheme"] == "http"
+    assert values["wsgi.multithread"] == "False"
+    assert values["wsgi.multiprocess"] == "False"  # webserver2: one process
+    assert values["wsgi.run_once"] == "False"
+    assert "stderr" in values["wsgi.errors"]
+    assert env["wsgi.input"]["type"] == "InputStream"
+
+
+def test_path_info_is_percent_decoded_as_latin1_and_content_headers_become_cgi_keys(server):
+    response = fetch(server.port, "POST", "/dump/caf%C3%A9%20x%2Fy", body=b"abc",
+                     headers=[("Content-Type", "text/plain")])
+    env = response.json()
+    assert env["PATH_INFO"] == "/dump/caf\xc3\xa9 x/y"
+    assert env["PATH_INFO"].encode("latin-1").decode("utf-8") == "/dump/café x/y"
+    assert (env["CONTENT_LENGTH"], env["CONTENT_TYPE"]) == ("3", "text/plain")
+    assert "HTTP_CONTENT_LENGTH" not in env and "HTTP_CONTENT_TYPE" not in env
+    assert "REQUEST_URI" not in env
+
+
+def test_percent_encoded_path_reaches_the_route(server):
+    assert fetch(server.port, "GET", "/%65nviron").json()["PATH_INFO"]["value"] == "/environ"
+
+
+@pytest.mark.parametrize("size", [64 * 1024 + 1, 300 * 1024, 5 * 1024 * 1024])
+def test_a_big_post_body_is_read_exactly(server, size):
+    body = os.urandom(size)
+    response = fetch(server.port, "POST", "/echo", body=body)
+    assert response.status == 200
+    assert response.json() == {"length": size, "sha256": hashlib.sha256(body).hexdigest()}
+
+
+def chunked(body, size=7000):
+    parts = [b"%x;name=value\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size])
+             for i in range(0, len(body), size)]
+    return b"".join(parts) + b"0\r\nX-Checksum: none\r\n\r\n"
+
+
+def test_a_chunked_body_is_decoded_and_framed_by_content_length(server):
+    body = os.urandom(100 * 1024)
+    response = fetch(server.port, "POST", "/echo", body=chunked(body),
+                     headers=[("Transfer-Encoding", "chunked")])
+    assert response.json() == {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    env = fetch(server.port, "POST", "/dump", body=chunked(b"hello"),
+                headers=[("Transfer-Encoding", "chunked")]).json()
+    assert env["CONTENT_LENGTH"] == "5"
+    assert "HTTP_TRANSFER_ENCODING" not in env
+
+
+def test_expect_100_continue_gets_an_interim_response_before_the_body(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(request("POST", "/echo", [("Content-Length", "5"), ("Expect", "100-continue")]))
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        final = Response(read_all(sock))
+    assert final.status == 200 and final.json()["length"] == 5
+
+
+def test_c8_headers_the_app_sets_two_the_server_adds_date_and_server(server):
+    response = fetch(server.port, "GET", "/hello")
+    names = [name.lower() for name, _ in response.header_list]
+    assert names[:2] == ["content-type", "content-length"]  # the application's, in its order
+    assert response.headers["content-length"] == str(len(response.body))
+    date = response.headers["date"]
+    assert re.fullmatch(r"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT", date), date
+    assert abs(parsedate_to_datetime(date).timestamp() - time.time()) < 60
+    assert re.fullmatch(r"WSGIServer/0\.3 Python/3\.\d+\.\d+\S*", response.headers["server"])
+    assert response.headers["connection"] == "close"
+    assert response.version == "HTTP/1.1"
+    assert server.wait_for_log('"GET /hello HTTP/1.1" 200 44')  # the access line
+
+
+def test_head_gets_the_same_headers_and_no_body(server):
+    get, head = fetch(server.port, "GET", "/hello"), fetch(server.port, "HEAD", "/hello")
+    assert head.status == 200 and head.body == b""
+    drop_date = lambda r: [(n, v) for n, v in r.header_list if n.lower() != "date"]  # noqa: E731
+    assert drop_date(head) == drop_date(get)
+    streamed = fetch(server.port, "HEAD", "/stream")
+    assert streamed.status == 200 and streamed.body == b""
+
+
+def test_the_server_adds_content_length_when_a_list_is_returned_and_not_when_streaming(server):
+    written = fetch(server.port, "GET", "/write")
+    assert written.body == b"via write, then the iterable\n"
+    streamed = fetch(server.port, "GET", "/stream")
+    assert streamed.body == b"one\ntwo\n"
+    assert "content-length" not in streamed.headers  # ends at close: Connection: close
+    dumped = fetch(server.port, "GET", "/dump")
+    assert dumped.headers["content-length"] == str(len(dumped.body))
+
+
+def test_start_response_may_come_with_the_first_iteration_and_empty_chunks_wait(server):
+    response = fetch(server.port, "GET", "/late-start")
+    assert (response.status, response.body) == (200, b"started late\n")
+
+
+def test_exc_info_before_headers_replaces_the_status(server):
+    response = fetch(server.port, "GET", "/exc-info-early")
+    assert (response.status, response.reason, response.body) == (500, "Oops", b"custom error page\n")
+
+
+def test_exc_info_after_headers_reraises_and_the_connection_just_closes(server):
+    response = fetch(server.port, "GET", "/exc-info-late")
+    assert response.status == 200 and response.body == b"already sent "
+    assert "ValueError: too late" in server.stderr()
+    hello_works(server.port)
+
+
+def test_content_length_of_the_app_is_kept_and_never_exceeded(server):
+    for path in ("/too-long", "/too-long-stream"):
+        response = fetch(server.port, "GET", path)
+        assert response.headers["content-length"] == "5"
+        assert response.body == b"01234", path
+
+
+def test_204_sends_no_body(server):
+    response = fetch(server.port, "GET", "/no-content")
+    assert response.status == 204 and response.body == b""
+    assert "content-length" not in response.headers
+
+
+def test_close_is_called_on_the_body_iterable_even_when_iteration_fails(server):
+    assert fetch(server.port, "GET", "/closing").body == b"ab"
+    assert server.wait_for_log("CLOSE CALLED /closing\n")
+    fetch(server.port, "GET", "/closing-fail")
+    assert server.wait_for_log("CLOSE CALLED /closing-fail\n")
+    hello_works(server.port)
+
+
+@pytest.mark.parametrize("path", [
+    "/crash", "/body-str", "/twice", "/no-start", "/status-short", "/status-bytes",
+    "/status-999", "/status-100", "/headers-tuple", "/header-list-item", "/header-bytes",
+    "/header-crlf", "/header-unicode", "/header-name-space", "/hop-connection",
+    "/hop-transfer-encoding", "/bad-content-length",
+])
+def test_an_application_error_gives_500_and_the_server_keeps_serving(server, path):
+    response = fetch(server.port, "GET", path)
+    assert response.status == 500, response.raw[:300]
+    assert response.headers["content-type"].startswith("text/plain")
+    assert b"should not be seen" not in response.raw and b"Set-Cookie" not in response.raw
+    assert server.wait_for_log(re.escape(f'"GET {path} HTTP/1.1" 500'))
+    hello_works(server.port)
+
+
+def test_the_traceback_goes_to_stderr(server):
+    fetch(server.port, "GET", "/crash")
+    assert server.wait_for_log(r"Traceback[\s\S]*RuntimeError: boom before start_response")
+
+
+def test_an_error_after_the_headers_closes_the_connection(server):
+    response = fetch(server.port, "GET", "/crash-after-headers")
+    assert response.status == 200 and response.body == b"partial body "
+    assert server.wait_for_log("RuntimeError: boom after the headers")
+    hello_works(server.port)
+
+
+def test_a_status_without_reason_phrase_is_allowed(server):
+    assert fetch(server.port, "GET", "/status-no-reason").status == 200
+
+
+def test_an_unread_body_does_not_reset_the_connection(server):
+    # the app reads 10 of 2 MB: the server drains the rest before closing,
+    # so the client gets the response and not an RST
+    body = b"x" * (2 * 1024 * 1024)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request("POST", "/read-some", body=body))
+        response = Response(read_all(sock))
+    assert (response.status, response.body) == (200, b"read xxxxxxxxxx")
+    hello_works(server.port)
+
+
+def test_a_truncated_body_is_logged_and_the_server_keeps_serving(server):
+    raw = exchange(server.port, request("POST", "/echo", [("Content-Length", "1000")]) + b"x" * 10,
+                   half_close=True)
+    assert b"200 OK" not in raw
+    assert server.wait_for_log("client closed the connection after 10 of 1000 body bytes")
+    hello_works(server.port)
+
+
+def test_an_idle_client_is_closed_without_a_response(server):
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        assert read_all(sock) == b""
+    assert TIMEOUT - 0.2 < time.monotonic() - started < TIMEOUT + 2
+    assert server.wait_for_log("idle for 1 s, closed")
+    hello_works(server.port)
+
+
+def test_a_drip_fed_head_times_out_with_408(server):
+    # one byte every 0.25 s: each recv is quick, but the head never completes in time
+    pieces = [bytes([b]) for b in request("GET", "/hello")]
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        try:
+            for piece in pieces:
+                sock.sendall(piece)
+                time.sleep(0.25)
+        except OSError:
+            pass  # the server answered and closed
+        raw = read_all(sock)
+    assert Response(raw).status == 408
+    assert time.monotonic() - started < TIMEOUT + 2
+    hello_works(server.port)
+
+
+def test_a_stalled_body_times_out_with_408(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request("POST", "/echo", [("Content-Length", "100")]) + b"x" * 10)
+        response = Response(read_all(sock))
+    assert response.status == 408
+    hello_works(server.port)
+
+
+def test_a_connection_closed_without_a_byte_is_not_an_error(server):
+    socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+    hello_works(server.port)
+    assert "internal error" not in server.stderr()  # wsgicore's own last-resort handler
+
+
+# --------------------------------------------------------------------------
+# 3. malformed requests: a 4xx/5xx (or a plain close), then the next request
+#    is answered. At least 30 cases, one per line.
+# --------------------------------------------------------------------------
+
+GOOD = b"GET /hello HTTP/1.1\r\nHost: x\r\n"
+MALFORMED = [
+    ("no target", b"GET\r\n\r\n", 400),
+    ("HTTP/0.9 style", b"GET /\r\n\r\n", 400),
+    ("four words", b"GET / HTTP/1.1 extra\r\n\r\n", 400),
+    ("double space", b"GET  / HTTP/1.1\r\n\r\n", 400),
+    ("tab separator", b"GET\t/ HTTP/1.1\r\n\r\n", 400),
+    ("HTTP/2.0", b"GET / HTTP/2.0\r\n\r\n", 505),
+    ("HTTP/1.2", b"GET / HTTP/1.2\r\n\r\n", 505),
+    ("HTTP/0.9 version", b"GET / HTTP/0.9\r\n\r\n", 505),
+    ("bad protocol name", b"GET / HTTX/1.1\r\n\r\n", 400),
+    ("lowercase protocol", b"GET / http/1.1\r\n\r\n", 400),
+    ("version without dot", b"GET / HTTP/11\r\n\r\n", 400),
+    ("bad method", b"G(T / HTTP/1.1\r\n\r\n", 400),
+    ("relative target", b"GET hello HTTP/1.1\r\n\r\n", 400),
+    ("ftp target", b"GET ftp://x/ HTTP/1.1\r\n\r\n", 400),
+    ("NUL in target", b"GET /a\x00b HTTP/1.1\r\n\r\n", 400),
+    ("DEL in target", b"GET /a\x7fb HTTP/1.1\r\n\r\n", 400),
+    ("request line too long", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
+    ("header line too long", GOOD + b"X-Big: " + b"v" * 9000 + b"\r\n\r\n", 431),
+    ("101 header fields", GOOD + b"".join(b"X-%d: v\r\n" % i for i in range(101)) + b"\r\n", 431),
+    ("header without colon", GOOD + b"Host x\r\n\r\n", 400),
+    ("whitespace before colon", GOOD + b"X-A : 1\r\n\r\n", 400),
+    ("empty header name", GOOD + b": value\r\n\r\n", 400),
+    ("non-ascii header name", GOOD + b"X-\xe9: 1\r\n\r\n", 400),
+    ("obs-fold with space", GOOD + b"X-A: 1\r\n  continued\r\n\r\n", 400),
+    ("obs-fold with tab", GOOD + b"X-A: 1\r\n\tcontinued\r\n\r\n", 400),
+    ("NUL in header value", GOOD + b"X-A: a\x00b\r\n\r\n", 400),
+    ("CR in header value", GOOD + b"X-A: a\rb\r\n\r\n", 400),
+    ("ESC in header value", GOOD + b"X-A: a\x1bb\r\n\r\n", 400),
+    ("bare LF everywhere", b"GET /hello HTTP/1.1\nHost: x\n\n", 400),
+    ("bare LF in one header", GOOD + b"X-A: 1\n\r\n", 400),
+    ("negative Content-Length", GOOD + b"Content-Length: -1\r\n\r\n", 400),
+    ("non-digit Content-Length", GOOD + b"Content-Length: abc\r\n\r\n", 400),
+    ("exponent Content-Length", GOOD + b"Content-Length: 1e3\r\n\r\n", 400),
+    ("plus-signed Content-Length", GOOD + b"Content-Length: +5\r\n\r\n", 400),
+    ("huge Content-Length", GOOD + b"Content-Length: 99999999999999999999\r\n\r\n", 400),
+    ("empty Content-Length", GOOD + b"Content-Length: \r\n\r\n", 400),
+    ("conflicting Content-Length list", GOOD + b"Content-Length: 5, 6\r\n\r\nhello!", 400),
+    ("duplicate differing Content-Length",
+     GOOD + b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400),
+    ("Content-Length and Transfer-Encoding",
+     GOOD + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ("unknown transfer-coding", GOOD + b"Transfer-Encoding: gzip\r\n\r\n", 501),
+    ("gzip then chunked", GOOD + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
+    ("chunked twice", GOOD + b"Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 400),
+    ("empty Transfer-Encoding", GOOD + b"Transfer-Encoding: \r\n\r\n", 400),
+    ("Transfer-Encoding in HTTP/1.0",
+     b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ("bad chunk size", GOOD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400),
+    ("chunk without CRLF", GOOD + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n0\r\n\r\n", 400),
+    ("chunk line too long",
+     GOOD + b"Transfer-Encoding: chunked\r\n\r\n3;" + b"x" * 5000 + b"\r\nabc\r\n0\r\n\r\n", 400),
+    ("unknown expectation", GOOD + b"Expect: 200-ok\r\n\r\n", 417),
+    ("two Host fields", GOOD + b"Host: y\r\n\r\n", 400),
+    ("only empty lines", b"\r\n" * 6, 400),
+    ("binary junk", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
+]
+HALF_CLOSED = [
+    ("head cut short", GOOD + b"X-A: 1\r\n", 400),
+    ("line cut short", b"GET /hello HT", 400),
+    ("chunked body cut short", GOOD + b"Transfer-Encoding: chunked\r\n\r\n5\r\nab", 400),
+]
+
+
+@pytest.mark.parametrize("name, data, status", MALFORMED + HALF_CLOSED,
+                         ids=[case[0] for case in MALFORMED + HALF_CLOSED])
+def test_a_malformed_request_gets_an_error_and_the_next_request_is_answered(
+        server, name, data, status):
+    raw = exchange(server.port, data, half_close=(name, data, status) in HALF_CLOSED)
+    response = Response(raw)
+    assert response.status == status, raw[:300]
+    assert response.headers["connection"] == "close"
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.body.startswith(str(status).encode())
+    assert b"<RST>" not in raw
+    hello_works(server.port)
+
+
+def test_at_least_thirty_malformed_cases():
+    assert len(MALFORMED) + len(HALF_CLOSED) >= 30
+
+
+def test_every_error_is_logged_and_nothing_crashed(server):
+    exchange(server.port, b"GET / HTTP/2.0\r\n\r\n")
+    assert server.wait_for_log(r'"GET / HTTP/2.0" 505 \d+ \(HTTP/2.0 is not supported')
+    assert server.proc.poll() is None
+    assert "internal error" not in server.stderr()
