@@ -1,11 +1,11 @@
-"""webserver1.py: the simplest web server of part 1.
+r"""webserver1.py: the simplest web server of part 1.
 
 Shows:   it reads what the client sends, prints it, and answers with the same
          `Hello, World!` page whatever the request says: it never parses the
          request line, so even garbage gets `HTTP/1.1 200 OK`.
 Try it:  docker compose up part1       then  curl http://127.0.0.1:8001/hello
          python webserver1.py          then  curl http://localhost:8888/hello
-         garbage in, hello out:        printf 'junk\\r\\n\\r\\n' | nc localhost 8888
+         garbage in, hello out:        printf 'junk\r\n\r\n' | nc localhost 8888
 Env:     PORT=8888  HOST='' (all interfaces)  REQUEST_QUEUE_SIZE=1
 """
 
