@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make the two things an offline machine needs before `docker compose build`:
 #   1. the base image  lsbaws-base:bookworm  (Debian bookworm + python3, venv,
-#      curl, procps, tini), built with mmdebstrap from Debian's archive and
+#      curl, procps and wrk for the benchmark), built with mmdebstrap from Debian's archive and
 #      loaded with `docker import`;
 #   2. the wheelhouse  ./wheelhouse/  (pip download on this host, for the
 #      image's CPython 3.11 and for 3.12).
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 IMAGE=${LSBAWS_OFFLINE_IMAGE:-lsbaws-base:bookworm}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-PACKAGES=python3,python3-venv,python3-pip,curl,procps,tini,ca-certificates,iproute2
+PACKAGES=python3,python3-venv,curl,procps,ca-certificates,wrk
 
 step() { printf '\n==> %s\n' "$*"; }
 
