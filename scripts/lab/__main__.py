@@ -1,0 +1,311 @@
+"""lab: watch each lesson of "Let's Build A Web Server" happen.
+
+  docker compose run --rm lab list                 the experiments
+  docker compose run --rm lab run zombies-under-load
+  docker compose run --rm lab watch part3-eintr    (Ctrl-C to stop)
+  docker compose run --rm lab report               reports/index.html
+  docker compose run --rm lab readme-table         the table README embeds
+
+Exit status: 0 when what was seen agrees with the article, 1 when it does
+not, 2 on bad input (an unknown experiment or service, no engine socket, a
+service that is not running: one line says what fixes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from lab.experiments import BY_ID, CHARTS, EXPERIMENTS, SERVICES, readme_table
+
+REPORTS = Path("/lsbaws/reports")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+class RichUi:
+    """The runner's progress, on a rich Progress with one task."""
+
+    def __init__(self, progress, prefix: str = ""):
+        self.progress, self.prefix = progress, prefix
+        self.task = progress.add_task(prefix or "starting", total=None)
+
+    def phase(self, text: str, total: float | None = None) -> None:
+        self.progress.update(self.task, description=f"{self.prefix}{text}", total=total,
+                             completed=0)
+
+    def update(self, done: float, total: float | None = None) -> None:
+        if total is not None:
+            self.progress.update(self.task, total=total)
+        self.progress.update(self.task, completed=done)
+
+
+def _progress(console):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+
+
+def _bad(kind: str, name: str, valid) -> int:
+    print(f"lab: unknown {kind} {name!r}; valid {kind}s: {', '.join(valid)}", file=sys.stderr)
+    return 2
+
+
+def _engine(args):
+    from lab.engine import Engine
+
+    return Engine(args.project)
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_list(args) -> int:
+    from rich.table import Table
+
+    table = Table(title="lab experiments: docker compose run --rm lab run ID")
+    for col in ("id", "step", "claims", "service"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("what it shows")
+    for e in EXPERIMENTS:
+        table.add_row(e.id, e.step, ", ".join(e.claims), e.service, e.title)
+    _console().print(table)
+    return 0
+
+
+def cmd_readme_table(args) -> int:
+    print(readme_table())
+    return 0
+
+
+def show_outcome(console, outcome) -> None:
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    from lab import procs
+
+    v = outcome.verdict
+    text = Text()
+    text.append(v.observed + "\n", style="bold")
+    text.append(f"The article expects {v.expects}\n")
+    text.append(("✔ " if v.agrees else "✘ ") + v.label,
+                style="bold green" if v.agrees else "bold red")
+    console.print(Panel(text, title=f"{outcome.experiment.id} ({outcome.experiment.step}, "
+                                    f"{', '.join(outcome.experiment.claims)})",
+                        subtitle=f"{outcome.seconds:.1f} s"))
+    if outcome.status != "running":
+        console.print(f"{outcome.experiment.service}: container {outcome.status} "
+                      f"(exit code {outcome.exit_code}); its process table is gone.")
+        return
+    rows, more = procs.excerpt(outcome.table)
+    table = Table(title=f"processes in {outcome.experiment.service} (ps inside the container)")
+    for col, just in (("PID", "right"), ("PPID", "right"), ("STAT", "left"), ("COMMAND", "left")):
+        table.add_column(col, justify=just)
+    for p in rows:
+        style = "red" if p.zombie else ("bold" if p.pid == outcome.server_pid else "")
+        table.add_row(str(p.pid), str(p.ppid), p.state, escape(p.args[:80]), style=style)
+    if more:
+        table.add_row("", "", "", f"... {more} more", style="dim")
+    console.print(table)
+    zombies = len(procs.zombies(outcome.table))
+    console.print(f"server PID {outcome.server_pid}: {outcome.fds} open descriptors "
+                  f"(nofile {outcome.nofile}); {zombies} "
+                  f"{'zombie' if zombies == 1 else 'zombies'} in the container")
+
+
+def cmd_run(args) -> int:
+    if args.experiment not in BY_ID:
+        return _bad("experiment", args.experiment, BY_ID)
+    from lab.runner import run_experiment
+
+    exp = BY_ID[args.experiment]
+    engine = _engine(args)
+    engine.require([exp.service])
+    console = _console()
+    console.print(f"[bold]{exp.id}[/]: {exp.title} on {exp.service} ({exp.load_text})")
+    with _progress(console) as progress:
+        outcome = run_experiment(engine.service(exp.service), exp, RichUi(progress))
+    show_outcome(console, outcome)
+    if args.json:
+        print(json.dumps(outcome.as_dict()))
+    return 0 if outcome.verdict.agrees else 1
+
+
+def cmd_watch(args) -> int:
+    if args.service not in SERVICES:
+        return _bad("service", args.service, SERVICES)
+    from lab.engine import LabError
+    from lab.watch import watch
+
+    engine = _engine(args)
+    engine.require([args.service])
+    svc = engine.service(args.service)
+    state = svc.state()
+    if state["Status"] != "running":
+        raise LabError(f"{args.service} is {state['Status']} (exit code {state.get('ExitCode')}): "
+                       f"run `{engine.fix_command(args.service)}`")
+    return watch(svc, _console(), args.seconds, args.interval)
+
+
+def _ids(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def cmd_report(args) -> int:
+    only = _ids(args.only) or [e.id for e in EXPERIMENTS]
+    unknown = [i for i in only if i not in BY_ID]
+    if unknown:
+        return _bad("experiment", unknown[0], BY_ID)
+    try:
+        points = [int(p) for p in _ids(args.points)] or None
+    except ValueError:
+        print(f"lab: --points wants whole numbers separated by commas, got {args.points!r}",
+              file=sys.stderr)
+        return 2
+    if points and not all(1 <= p <= 300 for p in points):
+        print("lab: --points must be between 1 and 300", file=sys.stderr)
+        return 2
+    from rich.markup import escape
+
+    from lab import report
+    from lab.engine import LabError
+    from lab.runner import run_chart, run_experiment
+
+    experiments = [e for e in EXPERIMENTS if e.id in only]
+    charts = [(c, [s for s in c.series if s.experiment in only]) for c in CHARTS
+              if c.kind != "bench"]
+    charts = [(c, s) for c, s in charts if s]
+    engine = _engine(args)
+    engine.require([e.service for e in experiments] + [s.service for _, ss in charts for s in ss])
+    console = _console()
+    t0 = time.monotonic()
+    results = {"generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+               "command": "lab report" + (f" --only {','.join(only)}" if args.only else "")
+               + (f" --points {args.points}" if args.points else ""),
+               "machine": engine.machine(), "experiments": [], "charts": {}}
+    outcomes = []
+    steps = len(experiments) + len(charts)
+    with _progress(console) as progress:
+        for i, exp in enumerate(experiments, 1):
+            ui = RichUi(progress, f"[{i}/{steps} {exp.id}] ")
+            try:
+                outcome = run_experiment(engine.service(exp.service), exp, ui)
+            except LabError as error:
+                outcome = _failed(exp, str(error))
+            progress.remove_task(ui.task)
+            outcomes.append(outcome)
+            progress.console.print(("[green]✔[/] " if outcome.verdict.agrees else "[red]✘[/] ")
+                                   + escape(f"{exp.id}: {outcome.verdict.observed}"))
+        known = {(o.experiment.service, o.observation["clients"]): o.observation
+                 for o in outcomes if o.experiment.load["kind"] == "burst"
+                 and "clients" in o.observation and not o.observation.get("error")}
+        for j, (chart, series) in enumerate(charts, len(experiments) + 1):
+            ui = RichUi(progress, f"[{j}/{steps} chart {chart.id}] ")
+            pts = points or list(chart.points)
+            if chart.kind == "answer_sweep":
+                pts = [p for p in pts if p <= 5] or [1, 2]
+            if chart.kind == "fd_sweep":
+                pts = [p for p in pts if p <= 240] or [1, 16]
+            try:
+                results["charts"][chart.id] = run_chart(engine, chart, series, pts, ui, known)
+            except LabError as error:
+                results["charts"][chart.id] = {s.label: {"error": str(error)} for s in series}
+            progress.remove_task(ui.task)
+            progress.console.print(f"[green]✔[/] chart {chart.id}: {len(series)} series, "
+                                   f"points {pts}")
+    results["experiments"] = [o.as_dict() for o in outcomes]
+    results["seconds"] = round(time.monotonic() - t0)
+    out = Path(args.out)
+    written = report.write(out, results, [out / "bench.json", REPORTS / "bench.json"])
+    _summary(console, outcomes)
+    console.print(f"wrote {out / 'index.html'}" + (
+        f" and {', '.join(p.name for p in written.values())}" if written else ""))
+    if not results.get("bench", {}).get("results"):
+        console.print(report.BENCH_HOWTO)
+    return 0 if all(o.verdict.agrees for o in outcomes) else 1
+
+
+def _failed(exp, message):
+    from lab.runner import Outcome
+    from lab.verdict import judge
+
+    obs = {"service": exp.service, "error": message}
+    return Outcome(exp, obs, judge(exp, obs), 0.0, status="unknown")
+
+
+def _summary(console, outcomes) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="lab report")
+    for col in ("experiment", "step", "verdict", "observed"):
+        table.add_column(col)
+    for o in outcomes:
+        table.add_row(o.experiment.id, o.experiment.step,
+                      "[green]agrees[/]" if o.verdict.agrees else "[red]does NOT agree[/]",
+                      escape(o.verdict.observed))
+    console.print(table)
+
+
+# ---------------------------------------------------------------- arguments
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lab", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--project", help="the compose project (default: this container's own)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("list", help="the experiments").set_defaults(func=cmd_list)
+    r = sub.add_parser("run", help="restart a service, run one experiment, print the verdict")
+    r.add_argument("experiment", metavar="EXPERIMENT")
+    r.add_argument("--json", action="store_true", help="also print the outcome as JSON")
+    r.set_defaults(func=cmd_run)
+    w = sub.add_parser("watch", help="a live view of one service's processes (Ctrl-C stops)")
+    w.add_argument("service", metavar="SERVICE")
+    w.add_argument("--seconds", type=float, help="stop by itself after this many seconds")
+    w.add_argument("--interval", type=float, default=1.0, help="seconds between redraws")
+    w.set_defaults(func=cmd_watch)
+    rep = sub.add_parser("report", help="run every experiment, write index.html with charts")
+    rep.add_argument("--only", metavar="ID,ID", help="only these experiments (and their charts)")
+    rep.add_argument("--points", metavar="N,N", help="client counts for the charts' x axes "
+                                                     "(default: each chart's own)")
+    rep.add_argument("--out", default=str(REPORTS), metavar="DIR",
+                     help=f"where to write index.html and the PNGs (default: {REPORTS})")
+    rep.set_defaults(func=cmd_report)
+    sub.add_parser("readme-table", help="the markdown table README embeds").set_defaults(
+        func=cmd_readme_table)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    from lab.engine import LabError
+
+    try:
+        return args.func(args)
+    except LabError as error:
+        print(f"lab: {error}", file=sys.stderr)
+        return error.code
+    except KeyboardInterrupt:
+        print("\nlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""report: reports/index.html, its charts (matplotlib, Agg) and results.json.
+
+The charts are PNGs written beside index.html (zombies.png, fds.png, ...)
+and embedded in it as data: URIs, so the page also works on its own.
+The benchmark's numbers come from bench.json (scripts/bench writes it); when
+it is missing the page says how to make it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+from lab.experiments import CHARTS, EXPERIMENTS, Chart
+
+BENCH_HOWTO = ("The benchmark has not been run: run it (scripts/bench, see README: it writes "
+               "reports/bench.json), then `docker compose run --rm lab report` again.")
+
+
+# ---------------------------------------------------------------- the benchmark file
+
+_NAME_KEYS = ("service", "server", "name", "target", "label")
+_RPS_KEYS = ("rps", "requests_per_sec", "requests_per_second", "req_per_sec", "reqs_per_sec",
+             "req_s", "throughput")
+
+
+def _rps(value) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, dict):
+        for key in _RPS_KEYS:
+            if key in value and isinstance(value[key], int | float):
+                return float(value[key])
+    return None
+
+
+def parse_bench(data) -> list[tuple[str, float]]:
+    """(service, requests per second) from the benchmark's JSON, in the shapes
+    a results file plausibly has: a list of records, {"results": [...]},
+    or a mapping of service -> number or record."""
+    if isinstance(data, dict):
+        for key in ("results", "runs", "services", "servers"):
+            if key in data and isinstance(data[key], list | dict):
+                return parse_bench(data[key])
+        found = [(str(k), r) for k, v in data.items() if (r := _rps(v)) is not None]
+        return found
+    found = []
+    if isinstance(data, list):
+        for item in data:
+            if not isinstance(item, dict):
+                continue
+            name = next((str(item[k]) for k in _NAME_KEYS if k in item), None)
+            rate = _rps(item)
+            if name and rate is not None:
+                found.append((name, rate))
+    return found
+
+
+def load_bench(*paths: Path) -> tuple[list[tuple[str, float]], str, str]:
+    """(results, the file it came from, a note for the page)."""
+    for path in paths:
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError) as error:
+                return [], str(path), f"{path.name} is not readable JSON ({error})."
+            rows = parse_bench(data)
+            if not rows:
+                return [], str(path), (f"{path.name} holds no results this page understands "
+                                       "(expected records with a service and requests per second).")
+            return rows, str(path), ""
+    return [], "", BENCH_HOWTO
+
+
+# ---------------------------------------------------------------- the charts
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.6), dpi=110)
+    ax.grid(True, alpha=0.3)
+    return plt, fig, ax
+
+
+def _png(plt, fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _short(crash: str | None) -> str:
+    crash = crash or "died"
+    for word, short in (("Errno 24", "EMFILE"), ("Errno 11", "EAGAIN"), ("Errno 4", "EINTR")):
+        if word in crash:
+            return short
+    return crash.split(":")[0][:20]
+
+
+def chart_zombies(chart: Chart, data: dict) -> bytes:
+    plt, fig, ax = _figure()
+    for i, (label, rows) in enumerate(data.items()):
+        if not isinstance(rows, list):
+            continue
+        color = f"C{i}"
+        xs = [r["clients"] for r in rows if r.get("zombies") is not None]
+        ys = [r["zombies"] for r in rows if r.get("zombies") is not None]
+        ok = [(r["clients"], r["zombies"]) for r in rows if r.get("survived")]
+        ax.plot(xs, ys, "-", color=color, alpha=0.6, label=label)
+        if ok:
+            ax.plot(*zip(*ok, strict=True), "o", color=color)
+        for r in rows:
+            if not r.get("survived") and not r.get("error"):
+                y = r.get("zombies") or 0
+                ax.plot([r["clients"]], [y], "X", color=color, markersize=11)
+                ax.annotate(f"died: {_short(r.get('crash'))}", (r["clients"], y),
+                            textcoords="offset points", xytext=(4, 6 + 9 * (i % 3)),
+                            fontsize=7, color=color)
+    ax.set_xscale("symlog", linthresh=16)
+    ax.set_xticks(list(chart.points))
+    ax.set_xticklabels([str(p) for p in chart.points])
+    ax.set_title(chart.title)
+    ax.set_xlabel(chart.xlabel)
+    ax.set_ylabel(chart.ylabel)
+    ax.legend(fontsize=8, loc="upper left")
+    return _png(plt, fig)
+
+
+def chart_fds(chart: Chart, data: dict) -> bytes:
+    plt, fig, ax = _figure()
+    for i, (label, d) in enumerate(data.items()):
+        if not isinstance(d, dict) or "rows" not in d:
+            continue
+        rows = [r for r in d["rows"] if r.get("fds") is not None]
+        ax.plot([r["connections"] for r in rows], [r["fds"] for r in rows], "o-",
+                color=f"C{i}", label=label)
+        nofile = d.get("nofile")
+        if nofile and nofile.isdigit() and int(nofile) < 100000:
+            ax.axhline(int(nofile), color=f"C{i}", linestyle="--", alpha=0.7)
+            ax.annotate(f"{label.split()[0]}: ulimit -n {nofile} (EMFILE beyond)",
+                        (0, int(nofile)), textcoords="offset points", xytext=(4, -12),
+                        fontsize=8, color=f"C{i}")
+    ax.set_title(chart.title)
+    ax.set_xlabel(chart.xlabel)
+    ax.set_ylabel(chart.ylabel)
+    ax.legend(fontsize=8, loc="center right")
+    return _png(plt, fig)
+
+
+def chart_answer(chart: Chart, data: dict) -> bytes:
+    plt, fig, ax = _figure()
+    for i, (label, rows) in enumerate(data.items()):
+        if not isinstance(rows, list):
+            continue
+        rows = [r for r in rows if r.get("last") is not None]
+        ax.plot([r["clients"] for r in rows], [r["last"] for r in rows], "o-",
+                color=f"C{i}", label=label)
+    ax.set_xticks(list(chart.points))
+    ax.set_title(chart.title)
+    ax.set_xlabel(chart.xlabel)
+    ax.set_ylabel(chart.ylabel)
+    ax.legend(fontsize=8, loc="upper left")
+    return _png(plt, fig)
+
+
+def chart_bench(chart: Chart, rows: list[tuple[str, float]]) -> bytes:
+    plt, fig, ax = _figure()
+    names = [n for n, _ in rows]
+    colors = ["C1" if "gunicorn" in n else "C0" for n in names]
+    ax.barh(names, [r for _, r in rows], color=colors)
+    for y, (_, rate) in enumerate(rows):
+        ax.annotate(f"{rate:,.0f}", (rate, y), textcoords="offset points", xytext=(3, -3),
+                    fontsize=8)
+    ax.invert_yaxis()
+    ax.set_title(chart.title)
+    ax.set_xlabel(chart.ylabel)
+    ax.grid(True, axis="x", alpha=0.3)
+    return _png(plt, fig)
+
+
+DRAW = {"zombie_sweep": chart_zombies, "fd_sweep": chart_fds, "answer_sweep": chart_answer}
+
+
+# ---------------------------------------------------------------- the page
+
+CSS = """
+body { font: 15px/1.5 system-ui, sans-serif; max-width: 60rem; margin: 2rem auto;
+       padding: 0 1rem; color: #222; }
+h1 { font-size: 1.6rem; } h2 { margin-top: 2.5rem; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: .5rem 0; } td, th { padding: .2rem .6rem;
+        border: 1px solid #ddd; vertical-align: top; text-align: left; }
+.agrees { color: #176f2c; font-weight: bold; } .disagrees { color: #b00020; font-weight: bold; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: .2rem 1rem 1rem; margin: 1rem 0; }
+.card.bad { border-color: #b00020; }
+pre { background: #f6f8fa; padding: .6rem; overflow-x: auto; font-size: 13px; }
+img { max-width: 100%; } .note { color: #555; font-size: 14px; } code { background: #f3f3f3; }
+"""
+
+
+def _e(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _verdict_html(agrees: bool) -> str:
+    return ('<span class="agrees">agrees with the article</span>' if agrees
+            else '<span class="disagrees">does NOT agree with the article</span>')
+
+
+def _process_table(rows: list, more: int = 0) -> str:
+    """The excerpt of the process table (lab.procs.excerpt) the outcome kept."""
+    if not rows:
+        return ""
+    lines = [f"{'PID':>6} {'PPID':>6} {'STAT':<5} COMMAND"]
+    for pid, ppid, state, args in rows:
+        lines.append(f"{pid:>6} {ppid:>6} {state:<5} {args}")
+    if more:
+        lines.append(f"... {more} more")
+    return "<pre>" + _e("\n".join(lines)) + "</pre>"
+
+
+def _chart_table(chart: Chart, data: dict) -> str:
+    """The numbers behind a chart, under it."""
+    out = ['<table><tr><th>series</th><th>service</th><th>numbers</th></tr>']
+    services = {s.label: s.service for s in chart.series}
+    for label, d in data.items():
+        if isinstance(d, dict) and "error" in d:
+            cell = f"could not measure: {_e(d['error'])}"
+        elif chart.kind == "zombie_sweep":
+            cell = "; ".join(
+                f"{r['clients']} clients: " + (
+                    f"could not measure ({_e(r['error'])})" if r.get("error") else
+                    f"{r['zombies']} zombies" + ("" if r.get("survived") else
+                                                 f", died ({_e(r.get('crash') or '?')})")
+                    + (f" ({r['reaped_by_next']} reaped by one more request)"
+                       if r.get("reaped_by_next") is not None else ""))
+                for r in d)
+        elif chart.kind == "fd_sweep":
+            cell = "; ".join(f"{r['connections']} connections: {r['fds']} fds"
+                             + (f" (died: {_e(r['crash'])})" if r.get("crash") else "")
+                             for r in d["rows"])
+            if d.get("nofile"):
+                cell += f"; nofile {d['nofile']}"
+        else:
+            cell = "; ".join(f"{r['clients']} clients: last answer after "
+                             + (f"{r['last']:.2f} s" if r.get("last") is not None else "never")
+                             for r in d)
+        out.append(f"<tr><td>{_e(label)}</td><td>{_e(services.get(label, ''))}</td>"
+                   f"<td>{cell}</td></tr>")
+    return "".join(out) + "</table>"
+
+
+def _img(png: bytes, name: str, alt: str) -> str:
+    data = base64.b64encode(png).decode()
+    return (f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}" '
+            f'data-file="{_e(name)}">')
+
+
+def write(out_dir: Path, results: dict, bench_paths: list[Path]) -> dict:
+    """Draw the charts, write index.html, the PNGs and results.json.
+    Returns {chart id: PNG path} for what was drawn."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    charts_html = []
+    for chart in CHARTS:
+        if chart.kind == "bench":
+            rows, source, note = load_bench(*bench_paths)
+            results["bench"] = {"source": source, "results": rows, "note": note}
+            section = [f"<h3>{_e(chart.title)}</h3>"]
+            if rows:
+                png = chart_bench(chart, rows)
+                (out_dir / f"{chart.id}.png").write_bytes(png)
+                written[chart.id] = out_dir / f"{chart.id}.png"
+                section.append(_img(png, f"{chart.id}.png", chart.title))
+                section.append(f'<p class="note">From {_e(source)}.</p>')
+            else:
+                section.append(f'<p class="note">{_e(note)}</p>')
+            charts_html.append("".join(section))
+            continue
+        data = results.get("charts", {}).get(chart.id)
+        if not data:
+            continue
+        png = DRAW[chart.kind](chart, data)
+        (out_dir / f"{chart.id}.png").write_bytes(png)
+        written[chart.id] = out_dir / f"{chart.id}.png"
+        charts_html.append(
+            f"<h3>{_e(chart.title)}</h3>{_img(png, f'{chart.id}.png', chart.title)}"
+            f'<p class="note">{_e(chart.caption)}</p>{_chart_table(chart, data)}')
+
+    outcomes = results.get("experiments", [])
+    agree = sum(o["agrees"] for o in outcomes)
+    summary = ['<table><tr><th>experiment</th><th>step</th><th>claims</th><th>service</th>'
+               '<th>verdict</th></tr>']
+    cards = []
+    order = {e.id: i for i, e in enumerate(EXPERIMENTS)}
+    for o in sorted(outcomes, key=lambda o: order.get(o["id"], 99)):
+        summary.append(f'<tr><td><a href="#{_e(o["id"])}">{_e(o["id"])}</a></td>'
+                       f'<td>{_e(o["step"])}</td><td>{_e(", ".join(o["claims"]))}</td>'
+                       f'<td>{_e(o["service"])}</td><td>{_verdict_html(o["agrees"])}</td></tr>')
+        exp = next((e for e in EXPERIMENTS if e.id == o["id"]), None)
+        state = f"container {o['status']}" + (
+            f" (exit code {o['exit_code']})" if o["status"] == "exited" else "")
+        fds = (f"; the server (PID {o['server_pid']}) holds {o['fds']} open descriptors"
+               f" (nofile {o['nofile']})" if o.get("fds") is not None else "")
+        cards.append(
+            f'<div class="card{"" if o["agrees"] else " bad"}" id="{_e(o["id"])}">'
+            f'<h3>{_e(o["id"])}: {_e(o["title"])} ({_e(o["step"])}, '
+            f'{_e(", ".join(o["claims"]))})</h3>'
+            f'<p><b>Service</b> {_e(o["service"])}. <b>Load</b> {_e(o["load"])}. '
+            f'<b>Measured</b> {_e(exp.measure if exp else "")}.</p>'
+            f'<p><b>The article expects</b> {_e(o["expects"])}</p>'
+            f'<p><b>Observed</b> {_e(o["observed"])}</p>'
+            f'<p><b>Verdict</b> {_verdict_html(o["agrees"])} '
+            f'<span class="note">({o["seconds"]} s; {_e(state)}{_e(fds)})</span></p>'
+            + (f'<p class="note">{_e(exp.note)}</p>' if exp and exp.note else "")
+            + _process_table(o.get("processes", []), o.get("processes_more", 0))
+            + "</div>")
+    summary.append("</table>")
+
+    machine = results.get("machine", {})
+    machine_rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>"
+                           for k, v in machine.items())
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Let's Build A Web Server: the lab report</title>
+<style>{CSS}</style></head><body>
+<h1>Let's Build A Web Server, parts 1-3: the lab report</h1>
+<p>Generated {_e(results.get("generated", ""))} by <code>{_e(results.get("command", "lab report"))}</code>
+in {_e(results.get("seconds", "?"))} s. <b>{agree} of {len(outcomes)}</b> experiments agree
+with the article.</p>
+{"".join(summary)}
+<h2>Charts</h2>
+{"".join(charts_html)}
+<h2>Experiments</h2>
+{"".join(cards)}
+<h2>The machine it ran on</h2>
+<table>{machine_rows}</table>
+<p class="note">Regenerate: <code>docker compose --profile all up -d</code>, then
+<code>docker compose run --rm lab report</code>. Run one experiment:
+<code>docker compose run --rm lab run ID</code>; watch a service:
+<code>docker compose run --rm lab watch SERVICE</code>.</p>
+</body></html>
+"""
+    (out_dir / "index.html").write_text(page)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
+    return written
+
+
+def _json_default(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)

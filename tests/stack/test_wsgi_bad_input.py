@@ -1,0 +1,233 @@
+"""Issue 4: malformed requests get a 4xx (or a close), and the server goes on.
+
+Each case below is sent, byte for byte, over a raw socket with a deadline,
+to part2-wsgi (webserver2, iterative) and part3-wsgi-wsgi (webserver3h,
+fork per connection). Ours must answer the status wsgicore's docstring
+gives for it (a 4xx; 505 for an HTTP version it does not speak, 501 for a
+transfer-coding it does not know), close the connection, and then answer
+the next, well-formed request. Where the request cannot be answered (the
+client closed in the middle of its body), a close without an answer is
+the expected outcome.
+
+The same bytes go to gunicorn-wsgi too, and its answer is recorded, not
+asserted: test_gunicorn_table prints the comparison table for README (run
+with -s, or read reports/bad-input.md when /lsbaws/reports is writable).
+
+The slow cases (a drip-fed head, an idle connection) wait for the server's
+REQUEST_TIMEOUT (10 s, the default the services run with); they run side
+by side against all three servers, so the whole module stays under a
+minute.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+from wsgikit import chunked, exchange, hello_ok
+
+OURS = ["part2-wsgi", "part3-wsgi-wsgi"]
+GUNICORN = "gunicorn-wsgi"
+REQUEST_TIMEOUT = 10.0  # the services' default (wsgicore.settings_from_env)
+H = b"Host: lsbaws.test\r\n"
+
+
+@dataclass(frozen=True)
+class Bad:
+    id: str
+    data: bytes
+    expect: int | None  # None: a close without an answer
+    shut_wr: bool = False  # the client closes its sending side after the data
+    what: str = ""
+
+
+def head(*lines: bytes, start: bytes = b"POST /echo HTTP/1.1") -> bytes:
+    return start + b"\r\n" + H + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+
+
+LONG = b"a" * 9000
+CASES = [
+    # --- the request line
+    Bad("garbage-line", b"HELLO\r\n\r\n", 400, what="no method, target, version"),
+    Bad("http-0.9-style", b"GET /hello\r\n\r\n", 400, what="two parts"),
+    Bad("four-parts", b"GET /hello HTTP/1.1 extra\r\n" + H + b"\r\n", 400),
+    Bad("double-space", b"GET  /hello HTTP/1.1\r\n" + H + b"\r\n", 400),
+    Bad("bad-method-char", b"G(T /hello HTTP/1.1\r\n" + H + b"\r\n", 400),
+    Bad("lowercase-version", b"GET /hello http/1.1\r\n" + H + b"\r\n", 400),
+    Bad("version-1.x", b"GET /hello HTTP/1.x\r\n" + H + b"\r\n", 400),
+    Bad("version-1.10", b"GET /hello HTTP/1.10\r\n" + H + b"\r\n", 400),
+    Bad("version-2.0", b"GET /hello HTTP/2.0\r\n" + H + b"\r\n", 505, what="well-formed, unsupported"),
+    Bad("version-0.9", b"GET /hello HTTP/0.9\r\n" + H + b"\r\n", 505),
+    Bad("target-no-slash", b"GET hello HTTP/1.1\r\n" + H + b"\r\n", 400),
+    Bad("target-ftp-scheme", b"GET ftp://x/hello HTTP/1.1\r\n" + H + b"\r\n", 400),
+    Bad("asterisk-with-get", b"GET * HTTP/1.1\r\n" + H + b"\r\n", 400),
+    Bad("nul-in-target", b"GET /he\x00llo HTTP/1.1\r\n" + H + b"\r\n", 400),
+    Bad("only-empty-lines", b"\r\n" * 6, 400, what="more than 4 CRLFs before the line"),
+    Bad("request-line-9000", b"GET /" + LONG + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
+    # --- header fields
+    Bad("header-without-colon", head(b"X-Bad header"), 400),
+    Bad("space-before-colon", head(b"X-Bad : 1"), 400),
+    Bad("space-in-name", head(b"X Bad: 1"), 400),
+    Bad("empty-name", head(b": value"), 400),
+    Bad("non-ascii-name", head("X-Ä: 1".encode()), 400),
+    Bad("obs-fold", head(b"X-A: 1", b"  folded"), 400),
+    Bad("obs-fold-tab", head(b"X-A: 1", b"\tfolded"), 400),
+    Bad("nul-in-value", head(b"X-A: a\x00b"), 400),
+    Bad("bare-cr-in-value", head(b"X-A: a\rb"), 400),
+    Bad("del-in-value", head(b"X-A: a\x7fb"), 400),
+    Bad("bare-lf-lines", b"GET /hello HTTP/1.1\nHost: lsbaws.test\n\n", 400),
+    Bad("bare-lf-one-header", b"GET /hello HTTP/1.1\r\nX-A: 1\n" + H + b"\r\n", 400),
+    Bad("two-hosts", b"GET /hello HTTP/1.1\r\n" + H + H + b"\r\n", 400),
+    Bad("header-line-9000", head(b"X-Big: " + LONG), 431),
+    Bad("101-header-fields", head(*[b"X-F%d: 1" % i for i in range(101)]), 431),
+    # --- framing: Content-Length, Transfer-Encoding, Expect
+    Bad("conflicting-content-length", head(b"Content-Length: 5", b"Content-Length: 6") + b"hello!",
+        400),
+    Bad("content-length-list", head(b"Content-Length: 5, 6") + b"hello!", 400),
+    Bad("negative-content-length", head(b"Content-Length: -5") + b"hello", 400),
+    Bad("non-digit-content-length", head(b"Content-Length: abc") + b"hello", 400),
+    Bad("plus-content-length", head(b"Content-Length: +5") + b"hello", 400),
+    Bad("hex-content-length", head(b"Content-Length: 0x5") + b"hello", 400),
+    Bad("19-digit-content-length", head(b"Content-Length: 1234567890123456789"), 400),
+    Bad("content-length-and-chunked",
+        head(b"Content-Length: 5", b"Transfer-Encoding: chunked") + chunked(b"hello"), 400,
+        what="request smuggling's classic"),
+    Bad("chunked-and-content-length",
+        head(b"Transfer-Encoding: chunked", b"Content-Length: 5") + chunked(b"hello"), 400),
+    Bad("transfer-encoding-gzip", head(b"Transfer-Encoding: gzip") + b"hello", 501),
+    Bad("transfer-encoding-chunked-twice", head(b"Transfer-Encoding: chunked, chunked")
+        + chunked(b"hello"), 400),
+    Bad("transfer-encoding-empty", head(b"Transfer-Encoding: ") + b"hello", 400),
+    Bad("chunked-in-http-1.0", head(b"Transfer-Encoding: chunked",
+                                    start=b"POST /echo HTTP/1.0") + chunked(b"hello"), 400),
+    Bad("chunk-size-not-hex", head(b"Transfer-Encoding: chunked") + b"zz\r\nhello\r\n0\r\n\r\n", 400),
+    Bad("chunk-size-17-digits", head(b"Transfer-Encoding: chunked")
+        + b"1" * 17 + b"\r\nhello\r\n0\r\n\r\n", 400),
+    Bad("chunk-without-crlf", head(b"Transfer-Encoding: chunked") + b"5\r\nhelloXX0\r\n\r\n", 400),
+    Bad("chunked-body-truncated", head(b"Transfer-Encoding: chunked") + b"a\r\nhel", 400,
+        shut_wr=True),
+    Bad("expect-unknown", head(b"Expect: 200-ok", b"Content-Length: 5") + b"hello", 417),
+    # --- the client goes away
+    Bad("head-truncated", b"GET /hello HTTP/1.1\r\n" + H, 400, shut_wr=True,
+        what="closed before the empty line"),
+    Bad("line-truncated", b"GET /hello HT", 400, shut_wr=True),
+    Bad("body-truncated", head(b"Content-Length: 100") + b"only 10 b", None, shut_wr=True,
+        what="closed 90 bytes short: nothing to answer"),
+]
+
+# what gunicorn answered, for the table: {case id: summary}
+GUNICORN_ANSWERS: dict[str, str] = {}
+OUR_ANSWERS: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def servers_up(stack):
+    for name in (*OURS, GUNICORN):
+        stack[name].ensure_running()
+
+
+def test_at_least_30_malformed_requests():
+    assert len(CASES) >= 30
+
+
+def _status(got) -> int | None:
+    return got.response().status if got.data else None
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_malformed_request_gets_4xx_and_the_next_one_is_answered(case):
+    theirs = exchange(GUNICORN, case.data, timeout=3, shut_wr=case.shut_wr)
+    GUNICORN_ANSWERS[case.id] = theirs.summary()
+    for server in OURS:
+        got = exchange(server, case.data, timeout=5, shut_wr=case.shut_wr)
+        OUR_ANSWERS.setdefault(case.id, got.summary())
+        assert not got.timed_out, f"{server}: {case.id}: no answer and no close in 5 s"
+        assert _status(got) == case.expect, f"{server}: {case.id}: {got.summary()} " \
+                                            f"{got.data[:200]!r}"
+        if case.expect is not None:
+            assert 400 <= case.expect < 600
+            resp = got.response()
+            assert resp.header("Connection") == "close", f"{server}: {case.id}: {resp.headers}"
+            assert resp.complete, f"{server}: {case.id}: the error answer is cut short"
+        assert got.closed, f"{server}: {case.id}: the connection was left open"
+        nxt = hello_ok(server)
+        assert nxt.response().status == 200, f"{server}: after {case.id}: {nxt.summary()}"
+    # gunicorn's next request, recorded with its answer
+    nxt = hello_ok(GUNICORN)
+    if nxt.response().status != 200:
+        GUNICORN_ANSWERS[case.id] += f"; next request: {nxt.summary()}"
+
+
+# ---------------------------------------------------------------- slow clients
+
+def _drip(server: str, results: dict, key: str, seconds: float):
+    """A head sent one byte every 0.5 s: it would take ~20 s to finish."""
+    data = b"GET /hello HTTP/1.1\r\nHost: lsbaws.test\r\nX-Slow: " + b"s" * 40 + b"\r\n\r\n"
+    results[key] = exchange(server, [bytes([b]) for b in data], timeout=seconds, pause=0.5)
+
+
+def _idle(server: str, results: dict, key: str, seconds: float):
+    """Connect and send nothing."""
+    results[key] = exchange(server, b"", timeout=seconds)
+
+
+def test_slow_drip_fed_head_and_idle_connection_are_timed_out():
+    """Both ours answer a dripping head with 408 once REQUEST_TIMEOUT (10 s)
+    has passed since the connection, and close an idle one without a word;
+    then they answer the next request. Bounded: 10 s + 4 s of margin."""
+    bound = REQUEST_TIMEOUT + 4
+    results: dict = {}
+    threads = []
+    for server in (*OURS, GUNICORN):
+        threads.append(threading.Thread(target=_drip, args=(server, results, f"drip {server}", bound)))
+    # webserver2 serves one connection at a time: its idle test waits for the drip
+    for server in ("part3-wsgi-wsgi", GUNICORN):
+        threads.append(threading.Thread(target=_idle, args=(server, results, f"idle {server}", bound)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(bound + 10)
+    GUNICORN_ANSWERS["slow-drip-head"] = _timed(results[f"drip {GUNICORN}"])
+    GUNICORN_ANSWERS["idle-connection"] = _timed(results[f"idle {GUNICORN}"])
+    for server in OURS:
+        got = results[f"drip {server}"]
+        OUR_ANSWERS.setdefault("slow-drip-head", _timed(got))
+        assert _status(got) == 408, f"{server}: drip-fed head: {got.summary()}"
+        assert got.closed
+        assert REQUEST_TIMEOUT - 0.5 <= got.elapsed <= REQUEST_TIMEOUT + 3, got.elapsed
+    got = results["idle part3-wsgi-wsgi"]
+    OUR_ANSWERS["idle-connection"] = _timed(got)
+    assert got.eof and not got.data, f"idle connection: {got.summary()}"
+    assert REQUEST_TIMEOUT - 0.5 <= got.elapsed <= REQUEST_TIMEOUT + 3, got.elapsed
+    for server in OURS:
+        nxt = hello_ok(server)
+        assert nxt.response().status == 200, f"{server}: after the slow clients: {nxt.summary()}"
+
+
+def _timed(got) -> str:
+    return f"{got.summary()} after {got.elapsed:.1f} s"
+
+
+# ---------------------------------------------------------------- the table
+
+def test_gunicorn_table(capsys):
+    """Print (and write, if it can) ours vs gunicorn's answers: for README."""
+    if not GUNICORN_ANSWERS:
+        pytest.skip("no case ran in this session")
+    rows = ["| malformed request | ours (webserver2 / webserver3h) | gunicorn 23 (sync) |",
+            "|---|---|---|"]
+    for case_id in [c.id for c in CASES] + ["slow-drip-head", "idle-connection"]:
+        if case_id in GUNICORN_ANSWERS:
+            rows.append(f"| {case_id} | {OUR_ANSWERS.get(case_id, '-')} "
+                        f"| {GUNICORN_ANSWERS[case_id]} |")
+    table = "\n".join(rows)
+    with capsys.disabled():
+        print("\n" + table)
+    reports = "/lsbaws/reports"
+    if os.path.isdir(reports) and os.access(reports, os.W_OK):
+        with open(os.path.join(reports, "bad-input.md"), "w") as f:
+            f.write(f"<!-- written by {__name__} at {time.strftime('%Y-%m-%d %H:%M:%S')} -->\n")
+            f.write(table + "\n")
