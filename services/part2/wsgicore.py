@@ -236,6 +236,9 @@ def _parse_request_line(line):
     if _BAD_TARGET.search(target):
         raise HTTPError(400, "invalid character in the request target")
     authority = None
+    # a '#fragment' is the client's business and is never part of a request
+    # target (RFC 9110 section 4.2.4); drop it, as gunicorn does
+    target = target.partition(b"#")[0] or b"/"
     if target[:1] == b"/":  # origin-form: /path?query
         path, _, query = target.partition(b"?")
     elif target == b"*" and method == b"OPTIONS":  # asterisk-form

@@ -63,9 +63,6 @@ DIFFERENCES_BY_DESIGN = [
     "Every response of ours carries Connection: close and a Content-Length when the "
     "application's body is a list; gunicorn uses chunked transfer-coding for an "
     "HTTP/1.1 response without Content-Length. The bodies are the same once decoded.",
-    "Not decided yet: a '#fragment' in the request target (never sent by a client; RFC "
-    "9112 does not allow it) stays in PATH_INFO with ours ('/hello#x': 404 in Flask), "
-    "gunicorn drops it ('/hello': 200). The case below is an xfail that says so.",
 ]
 
 APPS = ["wsgi", "flask", "pyramid", "django"]
@@ -224,9 +221,6 @@ def common_cases(app: str) -> list[Case]:
     # Django's CSRF check runs before the view's method check: unsafe methods get 403
     post_hello = {"wsgi": 200, "flask": 405, "pyramid": 200, "django": 403}[app]
     options = {"wsgi": 200, "flask": 200, "pyramid": 200, "django": 405}[app]
-    fragment = pytest.mark.xfail(
-        app != "wsgi", strict=False,
-        reason="a '#fragment' stays in PATH_INFO with ours; gunicorn drops it (see the list)")
     return [
         Case("get", expect=hello),
         Case("head", "HEAD", expect=hello),
@@ -256,7 +250,7 @@ def common_cases(app: str) -> list[Case]:
         Case("underscore-header", headers=(("X_Forwarded_For", "1.2.3.4"),), expect=hello),
         Case("lowercase-header-names", headers=(("accept", "*/*"), ("user-agent", "t")),
              expect=hello),
-        Case("fragment-in-target", target="/hello#frag", expect=hello, marks=(fragment,)),
+        Case("fragment-in-target", target="/hello#frag", expect=hello),
     ]
 
 
