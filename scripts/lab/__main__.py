@@ -75,14 +75,17 @@ def _engine(args):
 # ---------------------------------------------------------------- commands
 
 def cmd_list(args) -> int:
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="lab experiments: docker compose run --rm lab run ID")
-    for col in ("id", "step", "claims", "service"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("what it shows")
-    for e in EXPERIMENTS:
-        table.add_row(e.id, e.step, ", ".join(e.claims), e.service, e.title)
+    table = Table(title="lab experiments: docker compose run --rm lab run ID",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    rows = [(e.id, f"{e.step} {' '.join(e.claims)}", e.service, e.title) for e in EXPERIMENTS]
+    for i, col in enumerate(("id", "step, claims", "service")):
+        table.add_column(col, no_wrap=True, min_width=max(len(r[i]) for r in rows))
+    table.add_column("what it shows", no_wrap=True, overflow="ellipsis")
+    for row in rows:  # one line each
+        table.add_row(*row)
     _console().print(table)
     return 0
 

@@ -96,7 +96,7 @@ class Engine:
     def machine(self) -> dict:
         info, version = self.client.info(), self.client.version()
         return {
-            "engine": f"{version.get('Platform', {}).get('Name', 'Docker Engine')} "
+            "engine": f"{version.get('Platform', {}).get('Name') or 'Docker Engine'} "
                       f"{info.get('ServerVersion', '?')} (API {version.get('ApiVersion', '?')})",
             "kernel": info.get("KernelVersion", "?"),
             "os": info.get("OperatingSystem", "?"),

@@ -255,7 +255,11 @@ CHARTS: list[Chart] = [
                 "inside the container once every child had exited. A cross marks a server "
                 "that died during the load (the reason is the last line of its traceback); "
                 "when a server dies its orphans are reaped by docker-init, so no zombie is "
-                "left to count.",
+                "left to count. 3e dies of EINTR when its first child exits; its container "
+                "allows 128 processes (compose.yaml's default pids_limit), so from 128 clients "
+                "on fork() fails first (EAGAIN). 3d has room for about 252 connections "
+                "(ulimit -n 256): at 256 clients it dies of EMFILE if they all connect within "
+                "client3's --timeout.",
     ),
     Chart(
         id="fds",

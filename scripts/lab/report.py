@@ -17,13 +17,14 @@ from pathlib import Path
 
 from lab.experiments import CHARTS, EXPERIMENTS, Chart
 
-BENCH_HOWTO = ("The benchmark has not been run: run it (scripts/bench, see README: it writes "
-               "reports/bench.json), then `docker compose run --rm lab report` again.")
+BENCH_HOWTO = ("The benchmark has not been run: run `docker compose run --rm tests bench` "
+               "(scripts/bench; it writes reports/bench.json), then `docker compose run --rm "
+               "lab report` again.")
 
 
 # ---------------------------------------------------------------- the benchmark file
 
-_NAME_KEYS = ("service", "server", "name", "target", "label")
+_NAME_KEYS = ("target", "service", "name", "label", "server")
 _RPS_KEYS = ("rps", "requests_per_sec", "requests_per_second", "req_per_sec", "reqs_per_sec",
              "req_s", "throughput")
 
@@ -54,6 +55,9 @@ def parse_bench(data) -> list[tuple[str, float]]:
             if not isinstance(item, dict):
                 continue
             name = next((str(item[k]) for k in _NAME_KEYS if k in item), None)
+            extra = [str(item[k]) for k in ("server", "app") if k in item and str(item[k]) != name]
+            if name and extra:  # scripts/bench: {target, server, app, rps, ...}
+                name += f" ({', '.join(extra)})"
             rate = _rps(item)
             if name and rate is not None:
                 found.append((name, rate))
@@ -106,36 +110,54 @@ def _short(crash: str | None) -> str:
 
 
 def chart_zombies(chart: Chart, data: dict) -> bytes:
-    plt, fig, ax = _figure()
-    for i, (label, rows) in enumerate(data.items()):
-        if not isinstance(rows, list):
-            continue
-        color = f"C{i}"
-        xs = [r["clients"] for r in rows if r.get("zombies") is not None]
-        ys = [r["zombies"] for r in rows if r.get("zombies") is not None]
-        ok = [(r["clients"], r["zombies"]) for r in rows if r.get("survived")]
-        ax.plot(xs, ys, "-", color=color, alpha=0.6, label=label)
-        if ok:
-            ax.plot(*zip(*ok, strict=True), "o", color=color)
-        for r in rows:
-            if not r.get("survived") and not r.get("error"):
-                y = r.get("zombies") or 0
-                ax.plot([r["clients"]], [y], "X", color=color, markersize=11)
-                ax.annotate(f"died: {_short(r.get('crash'))}", (r["clients"], y),
-                            textcoords="offset points", xytext=(4, 6 + 9 * (i % 3)),
-                            fontsize=7, color=color)
-    ax.set_xscale("symlog", linthresh=16)
-    ax.set_xticks(list(chart.points))
-    ax.set_xticklabels([str(p) for p in chart.points])
-    ax.set_title(chart.title)
-    ax.set_xlabel(chart.xlabel)
-    ax.set_ylabel(chart.ylabel)
-    ax.legend(fontsize=8, loc="upper left")
+    """One panel per server, the same axes: bars of zombies left for each
+    client count; a server that died during the load gets a cross and the
+    error's name instead of a bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = [(label, rows) for label, rows in data.items() if isinstance(rows, list)]
+    cols = 3 if len(series) > 4 else max(1, len(series))
+    nrows = math.ceil(len(series) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 2.9 * nrows + 0.6), dpi=110,
+                             sharey=True, squeeze=False)
+    top = max([r.get("zombies") or 0 for _, rows in series for r in rows] + [max(chart.points)])
+    services = {s.label: s.service for s in chart.series}
+    for k, (label, rows) in enumerate(series):
+        ax = axes[k // cols][k % cols]
+        xs = list(range(len(rows)))
+        color = f"C{k}"
+        for x, r in zip(xs, rows, strict=True):
+            if r.get("error"):
+                ax.text(x, top * 0.04, "?", ha="center", fontsize=9)
+            elif not r.get("survived"):
+                ax.plot([x], [top * 0.04], "X", color="#b00020", markersize=10)
+                ax.text(x, top * 0.1, f"died\n{_short(r.get('crash'))}", ha="center",
+                        va="bottom", fontsize=7, color="#b00020")
+            else:
+                z = r.get("zombies") or 0
+                ax.bar([x], [z], color=color, width=0.6)
+                ax.text(x, z + top * 0.02, str(z), ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(xs)
+        ax.set_xticklabels([str(r["clients"]) for r in rows])
+        ax.set_ylim(0, top * 1.18)
+        ax.set_title(f"{label}\n({services.get(label, '')})", fontsize=9)
+        ax.grid(True, axis="y", alpha=0.3)
+        if k % cols == 0:
+            ax.set_ylabel(chart.ylabel, fontsize=8)
+        if k // cols == nrows - 1:
+            ax.set_xlabel("concurrent clients", fontsize=8)
+    for k in range(len(series), nrows * cols):
+        axes[k // cols][k % cols].axis("off")
+    fig.suptitle(chart.title)
     return _png(plt, fig)
 
 
 def chart_fds(chart: Chart, data: dict) -> bytes:
     plt, fig, ax = _figure()
+    top = 0
     for i, (label, d) in enumerate(data.items()):
         if not isinstance(d, dict) or "rows" not in d:
             continue
@@ -143,11 +165,15 @@ def chart_fds(chart: Chart, data: dict) -> bytes:
         ax.plot([r["connections"] for r in rows], [r["fds"] for r in rows], "o-",
                 color=f"C{i}", label=label)
         nofile = d.get("nofile")
-        if nofile and nofile.isdigit() and int(nofile) < 100000:
+        most = max((r["fds"] for r in rows), default=0)
+        top = max(top, most)
+        if nofile and nofile.isdigit() and int(nofile) < 2 * max(most, 64):
+            top = max(top, int(nofile))
             ax.axhline(int(nofile), color=f"C{i}", linestyle="--", alpha=0.7)
             ax.annotate(f"{label.split()[0]}: ulimit -n {nofile} (EMFILE beyond)",
                         (0, int(nofile)), textcoords="offset points", xytext=(4, -12),
                         fontsize=8, color=f"C{i}")
+    ax.set_ylim(0, top * 1.12 + 1)
     ax.set_title(chart.title)
     ax.set_xlabel(chart.xlabel)
     ax.set_ylabel(chart.ylabel)
@@ -226,6 +252,10 @@ def _process_table(rows: list, more: int = 0) -> str:
     return "<pre>" + _e("\n".join(lines)) + "</pre>"
 
 
+def _n(n, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _chart_table(chart: Chart, data: dict) -> str:
     """The numbers behind a chart, under it."""
     out = ['<table><tr><th>series</th><th>service</th><th>numbers</th></tr>']
@@ -235,9 +265,12 @@ def _chart_table(chart: Chart, data: dict) -> str:
             cell = f"could not measure: {_e(d['error'])}"
         elif chart.kind == "zombie_sweep":
             cell = "; ".join(
-                f"{r['clients']} clients: " + (
+                f"{_n(r['clients'], 'client')}: " + (
                     f"could not measure ({_e(r['error'])})" if r.get("error") else
-                    f"{r['zombies']} zombies" + ("" if r.get("survived") else
+                    _n(r["zombies"], "zombie")
+                    + (f" ({r['connected']} connected)" if r.get("connected") not in
+                       (None, r["clients"]) else "")
+                    + ("" if r.get("survived") else
                                                  f", died ({_e(r.get('crash') or '?')})")
                     + (f" ({r['reaped_by_next']} reaped by one more request)"
                        if r.get("reaped_by_next") is not None else ""))
@@ -249,7 +282,7 @@ def _chart_table(chart: Chart, data: dict) -> str:
             if d.get("nofile"):
                 cell += f"; nofile {d['nofile']}"
         else:
-            cell = "; ".join(f"{r['clients']} clients: last answer after "
+            cell = "; ".join(f"{_n(r['clients'], 'client')}: last answer after "
                              + (f"{r['last']:.2f} s" if r.get("last") is not None else "never")
                              for r in d)
         out.append(f"<tr><td>{_e(label)}</td><td>{_e(services.get(label, ''))}</td>"

@@ -490,8 +490,8 @@ LOADS = {
 
 # ---------------------------------------------------------------- the chart sweeps
 
-ROW_KEYS = ("zombies", "peak_zombies", "answered", "survived", "crash", "error",
-            "reaped_by_next")
+ROW_KEYS = ("zombies", "peak_zombies", "connected", "answered", "failed", "survived", "crash",
+            "error", "reaped_by_next")
 
 
 def zombie_sweep(svc: Service, series: Series, points, ui, known=None) -> list[dict]:

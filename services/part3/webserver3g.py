@@ -19,6 +19,7 @@ import ctypes
 import errno
 import os
 import re
+import select
 import signal
 import socket
 import sys
@@ -109,6 +110,13 @@ def serve_forever():
     signal.siginterrupt(signal.SIGCHLD, True)
 
     while True:
+        # Wait at most a second for a client before calling accept(2). A
+        # SIGCHLD that lands after Python last checked for signals but before
+        # accept(2) blocks would otherwise wait for the next client to be
+        # handled: a window every handler-based reaper has. The timeout bounds
+        # a zombie's life to about a second.
+        if not select.select([listen_socket], [], [], 1.0)[0]:
+            continue
         try:
             client_connection = accept(listen_socket)
         except OSError as error:

@@ -361,6 +361,17 @@ def test_bench_results_are_read_in_the_plausible_shapes(data):
     assert parse_bench(data) == [("part3-wsgi-flask", 812.5), ("gunicorn-flask", 1500.0)]
 
 
+def test_bench_results_as_scripts_bench_writes_them():
+    from lab.report import parse_bench
+
+    rows = [{"target": "part3-wsgi-wsgi", "server": "webserver3h", "app": "wsgi", "rps": 950.2,
+             "p50_ms": 40.1, "p99_ms": 90.3, "errors": 0},
+            {"target": "gunicorn-wsgi", "server": "gunicorn", "app": "wsgi", "rps": 1400.0,
+             "p50_ms": 30.0, "p99_ms": 60.0, "errors": 0}]
+    assert parse_bench(rows) == [("part3-wsgi-wsgi (webserver3h, wsgi)", 950.2),
+                                 ("gunicorn-wsgi (gunicorn, wsgi)", 1400.0)]
+
+
 def test_bench_missing_says_how_to_run_it(tmp_path):
     from lab.report import BENCH_HOWTO, load_bench
 
