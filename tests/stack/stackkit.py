@@ -146,7 +146,9 @@ class Service:
 
     def wait_healthy(self, timeout: float = 60):
         wait_for(self.healthy, timeout, 0.2, f"{self.name} to be healthy")
-        wait_for(lambda: can_connect(self.name), timeout, 0.2, f"{self.name}:8888 to accept")
+        # read the LISTEN state from /proc/net/tcp: a probe connection would
+        # leave a descriptor and a zombie on 3d, sleep 3b for 60 s, kill 3e
+        wait_for(lambda: listening(self), timeout, 0.2, f"{self.name}:8888 to listen")
 
     def restart(self):
         """Start afresh (a crashed one too) and wait until it is healthy again."""
