@@ -64,21 +64,8 @@ def make_server(server_address, application, request_queue_size=None, request_ti
 
 
 def main(argv):
-    if not argv:
-        sys.exit("Provide a WSGI application object as module:callable")
-    try:
-        settings = wsgicore.settings_from_env(request_queue_size=WSGIServer.request_queue_size)
-        application = wsgicore.load_application(argv[0], validate=settings.validate)
-    except wsgicore.UsageError as err:
-        print(f"{PROG}: {err}", file=sys.stderr)
-        return 2
-    try:
-        httpd = make_server((settings.host, settings.port), application,
-                            settings.request_queue_size, settings.request_timeout)
-    except OSError as err:
-        print(f"{PROG}: cannot listen on {settings.host or '*'}:{settings.port}: {err.strerror}",
-              file=sys.stderr)
-        return 2
+    httpd = wsgicore.server_from_command_line(PROG, argv, make_server,
+                                              WSGIServer.request_queue_size)
     print(f"WSGIServer: Serving HTTP on port {httpd.server_port} ...\n", flush=True)
     try:
         httpd.serve_forever()

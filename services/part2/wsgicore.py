@@ -1022,3 +1022,24 @@ def load_application(spec, validate=False):
 
         application = validator(application)
     return application
+
+
+def server_from_command_line(prog, argv, make_server, request_queue_size):
+    """The command line webserver2 and webserver3h share: `module:callable`
+    and the settings in the environment. Returns the listening server; a
+    usage error or a port that cannot be had is one line on stderr and exit 2."""
+    if not argv:
+        sys.exit("Provide a WSGI application object as module:callable")
+    try:
+        settings = settings_from_env(request_queue_size=request_queue_size)
+        application = load_application(argv[0], validate=settings.validate)
+    except UsageError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        return make_server((settings.host, settings.port), application,
+                           settings.request_queue_size, settings.request_timeout)
+    except OSError as err:
+        print(f"{prog}: cannot listen on {settings.host or '*'}:{settings.port}: {err.strerror}",
+              file=sys.stderr)
+        sys.exit(2)
