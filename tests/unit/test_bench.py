@@ -1,10 +1,6 @@
-"""scripts/bench reads wrk's report right (no load, no timing: the parser only)."""
+"""bench (scripts/bench/) reads wrk's report right (no load, no timing: the parser only)."""
 
-from importlib.machinery import SourceFileLoader
-from importlib.util import module_from_spec, spec_from_loader
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench"
+from bench.__main__ import parse_wrk
 
 WRK_OUTPUT = """\
 Running 10s test @ http://part3-wsgi-wsgi:8888/hello
@@ -26,8 +22,5 @@ Transfer/sec:    214.88KB
 
 
 def test_parse_wrk_reads_rate_percentiles_in_ms_and_errors():
-    loader = SourceFileLoader("bench", str(BENCH))
-    bench = module_from_spec(spec_from_loader("bench", loader))
-    loader.exec_module(bench)
-    assert bench.parse_wrk(WRK_OUTPUT) == {
+    assert parse_wrk(WRK_OUTPUT) == {
         "rps": 1223.78, "p50_ms": 0.812, "p99_ms": 1200.0, "requests": 12250, "errors": 6}

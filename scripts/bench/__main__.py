@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """bench: our concurrent WSGI server against gunicorn, same load, same run.
 
     docker compose run --rm tests bench            (the default targets below)
