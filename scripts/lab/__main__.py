@@ -7,8 +7,10 @@
   docker compose run --rm lab readme-table         the table README embeds
 
 Exit status: 0 when what was seen agrees with the article, 1 when it does
-not, 2 on bad input (an unknown experiment or service, no engine socket, a
-service that is not running: one line says what fixes it).
+not (or when a chart could not be measured), 2 on bad input (an unknown
+experiment or service, no engine socket, a service that was never created:
+one line says what fixes it). `run` and `report` start the services they
+need when they are stopped or have crashed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from lab.experiments import BY_ID, CHARTS, EXPERIMENTS, SERVICES, readme_table
+from instrument import servers
+
+from lab.experiments import BY_ID, CHARTS, EXPERIMENTS, readme_table
 
 REPORTS = Path("/lsbaws/reports")
 
@@ -67,7 +71,7 @@ def _bad(kind: str, name: str, valid) -> int:
 
 
 def _engine(args):
-    from lab.engine import Engine
+    from instrument.engine import Engine
 
     return Engine(args.project)
 
@@ -96,12 +100,11 @@ def cmd_readme_table(args) -> int:
 
 
 def show_outcome(console, outcome) -> None:
+    from instrument import procs
     from rich.markup import escape
     from rich.panel import Panel
     from rich.table import Table
     from rich.text import Text
-
-    from lab import procs
 
     v = outcome.verdict
     text = Text()
@@ -139,8 +142,8 @@ def cmd_run(args) -> int:
 
     exp = BY_ID[args.experiment]
     engine = _engine(args)
-    engine.require([exp.service])
     console = _console()
+    _started(console, engine.ensure([exp.service]))
     console.print(f"[bold]{exp.id}[/]: {exp.title} on {exp.service} ({exp.load_text})")
     with _progress(console) as progress:
         outcome = run_experiment(engine.service(exp.service), exp, RichUi(progress))
@@ -151,19 +154,19 @@ def cmd_run(args) -> int:
 
 
 def cmd_watch(args) -> int:
-    if args.service not in SERVICES:
-        return _bad("service", args.service, SERVICES)
-    from lab.engine import LabError
+    names = servers.names()
+    if args.service not in names:
+        return _bad("service", args.service, names)
     from lab.watch import watch
 
     engine = _engine(args)
-    engine.require([args.service])
-    svc = engine.service(args.service)
-    state = svc.state()
-    if state["Status"] != "running":
-        raise LabError(f"{args.service} is {state['Status']} (exit code {state.get('ExitCode')}): "
-                       f"run `{engine.fix_command(args.service)}`")
-    return watch(svc, _console(), args.seconds, args.interval)
+    _started(_console(), engine.ensure([args.service]))
+    return watch(engine.service(args.service), _console(), args.seconds, args.interval)
+
+
+def _started(console, names: list[str]) -> None:
+    if names:
+        console.print(f"started {', '.join(names)} (stopped or crashed before)")
 
 
 def _ids(text: str | None) -> list[str]:
@@ -187,7 +190,6 @@ def cmd_report(args) -> int:
     from rich.markup import escape
 
     from lab import report
-    from lab.engine import LabError
     from lab.runner import run_chart, run_experiment
 
     experiments = [e for e in EXPERIMENTS if e.id in only]
@@ -195,8 +197,9 @@ def cmd_report(args) -> int:
               if c.kind != "bench"]
     charts = [(c, s) for c, s in charts if s]
     engine = _engine(args)
-    engine.require([e.service for e in experiments] + [s.service for _, ss in charts for s in ss])
     console = _console()
+    _started(console, engine.ensure([e.service for e in experiments]
+                                    + [s.service for _, ss in charts for s in ss]))
     t0 = time.monotonic()
     results = {"generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                "command": "lab report" + (f" --only {','.join(only)}" if args.only else "")
@@ -207,10 +210,7 @@ def cmd_report(args) -> int:
     with _progress(console) as progress:
         for i, exp in enumerate(experiments, 1):
             ui = RichUi(progress, f"[{i}/{steps} {exp.id}] ")
-            try:
-                outcome = run_experiment(engine.service(exp.service), exp, ui)
-            except LabError as error:
-                outcome = _failed(exp, str(error))
+            outcome = run_experiment(engine.service(exp.service), exp, ui)
             progress.remove_task(ui.task)
             outcomes.append(outcome)
             progress.console.print(("[green]✔[/] " if outcome.verdict.agrees else "[red]✘[/] ")
@@ -225,31 +225,30 @@ def cmd_report(args) -> int:
                 pts = [p for p in pts if p <= 5] or [1, 2]
             if chart.kind == "fd_sweep":
                 pts = [p for p in pts if p <= 240] or [1, 16]
-            try:
-                results["charts"][chart.id] = run_chart(engine, chart, series, pts, ui, known)
-            except LabError as error:
-                results["charts"][chart.id] = {s.label: {"error": str(error)} for s in series}
+            data = run_chart(engine, chart, series, pts, ui, known)
+            results["charts"][chart.id] = data
             progress.remove_task(ui.task)
-            progress.console.print(f"[green]✔[/] chart {chart.id}: {len(series)} series, "
-                                   f"points {pts}")
+            failed = {label: d["error"] for label, d in data.items()
+                      if isinstance(d, dict) and "error" in d}
+            progress.console.print(
+                ("[red]✘[/] " if failed else "[green]✔[/] ")
+                + escape(f"chart {chart.id}: {len(series) - len(failed)} of {len(series)} "
+                         f"series measured, points {pts}"))
+            for label, error in failed.items():
+                progress.console.print(escape(f"    {label}: could not measure: {error}"))
     results["experiments"] = [o.as_dict() for o in outcomes]
     results["seconds"] = round(time.monotonic() - t0)
     out = Path(args.out)
-    written = report.write(out, results, [out / "bench.json", REPORTS / "bench.json"])
+    bench = [Path(args.bench)] if args.bench else [out / "bench.json"]
+    written = report.write(out, results, bench)
     _summary(console, outcomes)
     console.print(f"wrote {out / 'index.html'}" + (
         f" and {', '.join(p.name for p in written.values())}" if written else ""))
     if not results.get("bench", {}).get("results"):
         console.print(report.BENCH_HOWTO)
-    return 0 if all(o.verdict.agrees for o in outcomes) else 1
-
-
-def _failed(exp, message):
-    from lab.runner import Outcome
-    from lab.verdict import judge
-
-    obs = {"service": exp.service, "error": message}
-    return Outcome(exp, obs, judge(exp, obs), 0.0, status="unknown")
+    measured = not any(isinstance(d, dict) and "error" in d
+                       for data in results["charts"].values() for d in data.values())
+    return 0 if measured and all(o.verdict.agrees for o in outcomes) else 1
 
 
 def _summary(console, outcomes) -> None:
@@ -290,6 +289,8 @@ def parser() -> argparse.ArgumentParser:
                                                      "(default: each chart's own)")
     rep.add_argument("--out", default=str(REPORTS), metavar="DIR",
                      help=f"where to write index.html and the PNGs (default: {REPORTS})")
+    rep.add_argument("--bench", metavar="FILE", help="the benchmark's figures to chart "
+                                                     "(default: bench.json in the --out DIR)")
     rep.set_defaults(func=cmd_report)
     sub.add_parser("readme-table", help="the markdown table README embeds").set_defaults(
         func=cmd_readme_table)
@@ -298,11 +299,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    from lab.engine import LabError
+    from instrument.engine import EngineError
 
     try:
         return args.func(args)
-    except LabError as error:
+    except EngineError as error:
         print(f"lab: {error}", file=sys.stderr)
         return error.code
     except KeyboardInterrupt:

@@ -16,25 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-PORT = 8888
-TWIN_PORT = 8899
-TWIN_SLEEP = 2.0  # seconds: the short-sleep twins of 3b and 3c
+from instrument.engine import TWIN_PORT
 
-SERVICES = [
-    "part1",
-    "part2-wsgi", "part2-flask", "part2-pyramid", "part2-django",
-    "part3-iterative", "part3-iterative-sleep", "part3-fork", "part3-fork-leaky",
-    "part3-fork-leaky-nproc", "part3-sigchld", "part3-eintr", "part3-waitpid",
-    "part3-wsgi-wsgi", "part3-wsgi-flask", "part3-wsgi-pyramid", "part3-wsgi-django",
-    "gunicorn-wsgi", "gunicorn-flask", "gunicorn-pyramid", "gunicorn-django",
-]
+TWIN_SLEEP = 2.0  # seconds: the short-sleep twins of 3b and 3c
 
 
 @dataclass(frozen=True)
 class Experiment:
     id: str
     step: str                    # the article's file, e.g. "3f" for webserver3f
-    claims: tuple[str, ...]      # ids in ARTICLE-CLAIMS.md
+    claims: tuple[str, ...]      # ids of README's claims table (C1-C25)
     service: str                 # the compose service it restarts and loads
     title: str
     load: dict                   # kind + parameters, run by lab.runner
@@ -304,8 +295,6 @@ CHARTS: list[Chart] = [
         caption="From reports/bench.json, written by the benchmark (scripts/bench).",
     ),
 ]
-
-CHART_BY_ID = {c.id: c for c in CHARTS}
 
 
 def readme_table() -> str:

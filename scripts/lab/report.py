@@ -24,43 +24,17 @@ BENCH_HOWTO = ("The benchmark has not been run: run `docker compose run --rm tes
 
 # ---------------------------------------------------------------- the benchmark file
 
-_NAME_KEYS = ("target", "service", "name", "label", "server")
-_RPS_KEYS = ("rps", "requests_per_sec", "requests_per_second", "req_per_sec", "reqs_per_sec",
-             "req_s", "throughput")
-
-
-def _rps(value) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, dict):
-        for key in _RPS_KEYS:
-            if key in value and isinstance(value[key], int | float):
-                return float(value[key])
-    return None
-
-
 def parse_bench(data) -> list[tuple[str, float]]:
-    """(service, requests per second) from the benchmark's JSON, in the shapes
-    a results file plausibly has: a list of records, {"results": [...]},
-    or a mapping of service -> number or record."""
-    if isinstance(data, dict):
-        for key in ("results", "runs", "services", "servers"):
-            if key in data and isinstance(data[key], list | dict):
-                return parse_bench(data[key])
-        found = [(str(k), r) for k, v in data.items() if (r := _rps(v)) is not None]
-        return found
+    """(label, requests per second) from what scripts/bench writes: a list of
+    {target, server, app, rps, p50_ms, p99_ms, errors}."""
+    if not isinstance(data, list):
+        return []
     found = []
-    if isinstance(data, list):
-        for item in data:
-            if not isinstance(item, dict):
-                continue
-            name = next((str(item[k]) for k in _NAME_KEYS if k in item), None)
-            extra = [str(item[k]) for k in ("server", "app") if k in item and str(item[k]) != name]
-            if name and extra:  # scripts/bench: {target, server, app, rps, ...}
-                name += f" ({', '.join(extra)})"
-            rate = _rps(item)
-            if name and rate is not None:
-                found.append((name, rate))
+    for item in data:
+        if isinstance(item, dict) and "target" in item and isinstance(item.get("rps"), int | float):
+            extra = [str(item[k]) for k in ("server", "app") if item.get(k)]
+            found.append((f"{item['target']} ({', '.join(extra)})" if extra else str(item["target"]),
+                          float(item["rps"])))
     return found
 
 
@@ -75,7 +49,7 @@ def load_bench(*paths: Path) -> tuple[list[tuple[str, float]], str, str]:
             rows = parse_bench(data)
             if not rows:
                 return [], str(path), (f"{path.name} holds no results this page understands "
-                                       "(expected records with a service and requests per second).")
+                                       "(expected scripts/bench's list of {target, rps, ...}).")
             return rows, str(path), ""
     return [], "", BENCH_HOWTO
 
@@ -241,7 +215,7 @@ def _verdict_html(agrees: bool) -> str:
 
 
 def _process_table(rows: list, more: int = 0) -> str:
-    """The excerpt of the process table (lab.procs.excerpt) the outcome kept."""
+    """The excerpt of the process table (instrument.procs.excerpt) the outcome kept."""
     if not rows:
         return ""
     lines = [f"{'PID':>6} {'PPID':>6} {'STAT':<5} COMMAND"]
@@ -320,11 +294,16 @@ def write(out_dir: Path, results: dict, bench_paths: list[Path]) -> dict:
         data = results.get("charts", {}).get(chart.id)
         if not data:
             continue
-        png = DRAW[chart.kind](chart, data)
-        (out_dir / f"{chart.id}.png").write_bytes(png)
-        written[chart.id] = out_dir / f"{chart.id}.png"
+        measured = {k: v for k, v in data.items() if not (isinstance(v, dict) and "error" in v)}
+        picture = ('<p class="disagrees">The chart could not be drawn: no series was measured '
+                   '(the errors are below).</p>')
+        if measured:
+            png = DRAW[chart.kind](chart, measured)
+            (out_dir / f"{chart.id}.png").write_bytes(png)
+            written[chart.id] = out_dir / f"{chart.id}.png"
+            picture = _img(png, f"{chart.id}.png", chart.title)
         charts_html.append(
-            f"<h3>{_e(chart.title)}</h3>{_img(png, f'{chart.id}.png', chart.title)}"
+            f"<h3>{_e(chart.title)}</h3>{picture}"
             f'<p class="note">{_e(chart.caption)}</p>{_chart_table(chart, data)}')
 
     outcomes = results.get("experiments", [])

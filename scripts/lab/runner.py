@@ -12,40 +12,23 @@ only at a compose service by name.
 
 from __future__ import annotations
 
-import json
-import os
 import resource
-import signal
 import socket
 import subprocess
-import sys
-import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from lab import procs
-from lab.engine import Service, Twin
-from lab.experiments import BY_ID, PORT, TWIN_PORT, Chart, Experiment, Series
+from instrument import client3, procs, wire
+from instrument.engine import PORT, TWIN_PORT, EngineError, Service, Twin
+from instrument.waiting import TimedOut, poll
+
+from lab.experiments import BY_ID, Chart, Experiment, Series
 from lab.verdict import Verdict, judge
 
 HELLO = b"Hello"
 REAPED = "terminated with status"  # what grim_reaper writes for each child it waited for
 HELD = "Connections held open by the parent:"  # what webserver3d writes after each fork
-
-
-def _client3_path() -> Path:
-    here = Path(__file__).resolve()
-    for candidate in (os.environ.get("LAB_CLIENT3", ""),
-                      here.parents[2] / "services" / "part3" / "client3.py",
-                      "/lsbaws/services/part3/client3.py"):
-        if candidate and Path(candidate).exists():
-            return Path(candidate)
-    return Path("/lsbaws/services/part3/client3.py")
-
-
-CLIENT3 = _client3_path()
+FAILURES = (OSError, subprocess.SubprocessError, ValueError, TimedOut, EngineError)
 
 
 class NullUi:
@@ -94,7 +77,7 @@ def run_experiment(svc: Service, exp: Experiment, ui=None) -> Outcome:
     t0 = time.monotonic()
     try:
         obs = LOADS[exp.load["kind"]](svc, exp.load, ui)
-    except (OSError, subprocess.SubprocessError, ValueError) as error:
+    except FAILURES as error:
         obs = {"service": svc.name, "error": f"{type(error).__name__}: {error}"}
     obs.setdefault("service", svc.name)
     verdict = judge(exp, obs)
@@ -111,69 +94,16 @@ def run_experiment(svc: Service, exp: Experiment, ui=None) -> Outcome:
 
 # ---------------------------------------------------------------- the wire
 
-@dataclass
-class Reply:
-    answered: float | None = None    # seconds from the common start to the answer
-    connected: float | None = None   # seconds the connect() took
-    error: str = ""
-    sock: socket.socket | None = None
+def hello(host: str, port: int, n: int, timeout: float, keep_open: bool = False,
+          during=None) -> list[wire.Reply]:
+    """`n` clients at once, each reading until the body's first word arrives."""
+    return wire.parallel(host, port, n, wire.get("/hello", host), timeout, until=HELLO,
+                         keep_open=keep_open, during=during)
 
 
-def get(host: str) -> bytes:
-    return (f"GET /hello HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lsbaws-lab\r\n"
-            "Accept: */*\r\n\r\n").encode()
-
-
-def fetch(host: str, port: int, start: float, timeout: float, keep_open: bool = False) -> Reply:
-    """Connect, send GET /hello, read until the body's first word arrives."""
-    reply, sock = Reply(), None
-    try:
-        t = time.monotonic()
-        sock = socket.create_connection((host, port), timeout=timeout)
-        reply.connected = time.monotonic() - t
-        sock.sendall(get(host))
-        data, deadline = b"", time.monotonic() + timeout
-        while HELLO not in data and time.monotonic() < deadline:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        if HELLO in data:
-            reply.answered = time.monotonic() - start
-        else:
-            reply.error = f"no answer ({data[:60]!r})"
-    except OSError as error:
-        reply.error = f"{type(error).__name__}: {error}"
-    if keep_open and sock is not None and not reply.error:
-        reply.sock = sock
-    elif sock is not None:
-        sock.close()
-    return reply
-
-
-def parallel(host: str, port: int, n: int, timeout: float, keep_open: bool = False,
-             during=None) -> list[Reply]:
-    """`n` clients at once (threads released together by a barrier).
-    `during(start)` runs in this thread meanwhile (e.g. to read the backlog)."""
-    barrier = threading.Barrier(n + 1)
-    replies: list[Reply | None] = [None] * n
-    start = [0.0]
-
-    def one(i):
-        barrier.wait()
-        replies[i] = fetch(host, port, start[0], timeout, keep_open)
-
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    start[0] = time.monotonic()
-    barrier.wait()
-    if during:
-        during(start[0])
-    for t in threads:
-        t.join(timeout + 15)
-    return [r or Reply(error="thread did not finish") for r in replies]
+def unanswered(replies: list[wire.Reply]) -> list[str]:
+    return [r.error or f"no answer ({r.data[:60]!r}, {r.summary()})"
+            for r in replies if not r.matched]
 
 
 def curl(url: str, max_time: float) -> tuple[int, str, float]:
@@ -183,59 +113,11 @@ def curl(url: str, max_time: float) -> tuple[int, str, float]:
     return result.returncode, result.stdout, time.monotonic() - t
 
 
-def client3_json(*args: str, timeout: float) -> dict:
-    result = subprocess.run([sys.executable, str(CLIENT3), *args, "--json"],
-                            capture_output=True, text=True, timeout=timeout)
-    lines = [ln for ln in result.stdout.splitlines() if ln.strip().startswith("{")]
-    if result.returncode != 0 or not lines:
-        raise OSError(f"client3 {' '.join(args)} exited {result.returncode}: "
-                      f"{(result.stderr or result.stdout)[-300:]}")
-    return json.loads(lines[-1])
-
-
-def client3_background(*args: str) -> tuple[subprocess.Popen, object]:
-    """client3 in its own session, so its forked clients end with it."""
-    out = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, str(CLIENT3), *args], stdout=out,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    return proc, out
-
-
-def client3_stop(proc: subprocess.Popen, out) -> str:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(5)
-            try:  # forked clients may outlive their parent
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    out.seek(0)
-    text = out.read().decode("utf-8", "replace")
-    out.close()
-    return text
-
-
 def raise_nofile(need: int) -> None:
     """The lab holds many sockets itself (the descriptor sweep)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < need:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 # ---------------------------------------------------------------- the loads
@@ -259,16 +141,14 @@ def twin_parallel(svc: Service, load: dict, ui) -> dict:
                     backlog[0] = max(backlog[0] or 0, queue)
                 time.sleep(0.1)
 
-        replies = parallel(svc.name, TWIN_PORT, n, timeout=n * sleep + 10, keep_open=True,
-                           during=look)
-        ui.update(sum(r.answered is not None for r in replies), n)
-        table = svc.processes() or []
-        kids = procs.children(table, twin.pid)  # alive or a zombie: each served one
+        replies = hello(svc.name, TWIN_PORT, n, timeout=n * sleep + 10, keep_open=True,
+                        during=look)
+        ui.update(sum(r.matched for r in replies), n)
+        kids = procs.children(svc.processes(), twin.pid)  # alive or a zombie: each served one
         for r in replies:
-            if r.sock:
-                r.sock.close()
+            r.close()
         ui.phase("stopping the twin")
-    errors = [r.error for r in replies if r.error]
+    errors = unanswered(replies)
     obs = {"service": svc.name, "clients": n, "sleep": sleep, "server_pid": twin.pid,
            "answers": [r.answered for r in replies],
            "connects": [r.connected for r in replies if r.connected is not None],
@@ -285,17 +165,16 @@ def parallel_hold(svc: Service, load: dict, ui) -> dict:
     ui.phase(f"restarting {svc.name}")
     server = svc.restart()
     ui.phase(f"{n} clients at once on {svc.name}", total=n)
-    replies = parallel(svc.name, PORT, n, timeout=min(sleep / 2, 30), keep_open=True)
-    ui.update(sum(r.answered is not None for r in replies), n)
+    replies = hello(svc.name, PORT, n, timeout=min(sleep / 2, 30), keep_open=True)
+    ui.update(sum(r.matched for r in replies), n)
     ui.phase(f"reading {svc.name}'s process table")
     look = svc.look(server.pid)
     kids = procs.children(look.table, server.pid) if look else []
     for r in replies:
-        if r.sock:
-            r.sock.close()
+        r.close()
     obs = {"service": svc.name, "clients": n, "sleep": sleep, "server_pid": server.pid,
            "answers": [r.answered for r in replies], "children_of_server": len(kids)}
-    if errors := [r.error for r in replies if r.error]:
+    if errors := unanswered(replies):
         obs["errors"] = errors[:5]
     return obs
 
@@ -321,9 +200,9 @@ def flood(svc: Service, load: dict, ui) -> dict:
         limit, what = (look.pids_max if look else None), "processes"
     total = int(limit) if limit and limit.isdigit() else None
     ui.phase(f"client3 --max-clients={n}: {what} of {svc.name} (limit {limit})", total=total)
-    proc, out = client3_background("--host", svc.name, "--port", str(PORT), "--max-clients",
-                                   str(n), "--max-conns", "1", "--hold", str(deadline + 10),
-                                   "--timeout", str(deadline))
+    running = client3.start("--host", svc.name, "--port", str(PORT), "--max-clients", str(n),
+                            "--max-conns", "1", "--hold", str(deadline + 10),
+                            "--timeout", str(deadline))
     peak, t0, exited = 0, time.monotonic(), False
     try:
         while time.monotonic() - t0 < deadline:
@@ -339,7 +218,7 @@ def flood(svc: Service, load: dict, ui) -> dict:
         took = time.monotonic() - t0
     finally:
         ui.phase("stopping client3")
-        client3_stop(proc, out)
+        client3.stop(running)
     state = svc.state()
     logs = svc.logs_since_start()
     return {"service": svc.name, "clients": n, "exited": exited,
@@ -352,16 +231,16 @@ def one_request(svc: Service, load: dict, ui) -> dict:
     ui.phase(f"restarting {svc.name}")
     server = svc.restart()
     ui.phase(f"GET /hello on {svc.name}")
-    reply = fetch(svc.name, PORT, time.monotonic(), timeout=5)
-    if reply.error:
-        return {"service": svc.name, "error": reply.error}
+    reply = wire.exchange(svc.name, PORT, wire.get("/hello", svc.name), timeout=5, until=HELLO)
+    if not reply.matched:
+        return {"service": svc.name, "error": unanswered([reply])[0]}
     ui.phase("waiting for the child to exit")
 
     def zombie():
         look = svc.look(server.pid)
         return procs.zombies(look.table, server.pid) if look else []
 
-    found = wait_until(zombie, 10) or []
+    found = poll(zombie, 10) or []
     now = svc.server()
     obs = {"service": svc.name, "clients": 1, "zombies": len(found),
            "survived": svc.running() and now is not None and now.pid == server.pid}
@@ -383,7 +262,7 @@ def eintr(svc: Service, load: dict, ui) -> dict:
         for i in range(n):
             rc, out, _ = curl(f"http://{svc.name}:{TWIN_PORT}/hello", 10)
             retry["answered"] += rc == 0 and out.strip() == "Hello, World!"
-            wait_until(lambda k=i + 1: twin.log().count(REAPED) >= k, 10, 0.1)
+            poll(lambda k=i + 1: twin.log().count(REAPED) >= k, 10, 0.1)
             ui.update(i + 1, n)
             if not twin.alive():
                 break
@@ -393,7 +272,7 @@ def eintr(svc: Service, load: dict, ui) -> dict:
     ui.phase(f"one curl on {svc.name}:{PORT}; waiting for SIGCHLD to interrupt accept()")
     t0 = time.monotonic()
     curl(f"http://{svc.name}:{PORT}/hello", 15)
-    exited = wait_until(lambda: svc.state()["Status"] != "running", 20)
+    exited = poll(lambda: svc.state()["Status"] != "running", 20)
     logs = svc.logs_since_start()
     crash = {"exited": bool(exited), "seconds": time.monotonic() - t0,
              "exit_code": svc.state().get("ExitCode"), "crash": procs.crash_line(logs),
@@ -417,11 +296,11 @@ def burst(svc: Service, load: dict, ui, restart: bool = True) -> dict:
     baseline = {p.pid for p in procs.children(table, server.pid)}  # gunicorn's workers
     ui.phase(f"client3 --max-clients {n} --burst on {svc.name}")
     try:
-        report = client3_json("--host", svc.name, "--port", str(PORT), "--max-clients", str(n),
-                              "--max-conns", "1", "--hold", str(load.get("hold", 2)), "--burst",
-                              "--timeout", "10", timeout=60)
-    except OSError as error:
-        return {"service": svc.name, "clients": n, "error": str(error)}
+        report = client3.run_json("--host", svc.name, "--port", str(PORT), "--max-clients",
+                                  str(n), "--max-conns", "1", "--hold", str(load.get("hold", 2)),
+                                  "--burst", "--timeout", "10", timeout=60)
+    except (OSError, subprocess.SubprocessError) as error:
+        return {"service": svc.name, "clients": n, "error": f"{type(error).__name__}: {error}"}
     ui.phase("waiting until every child has exited (reaped or a zombie)", total=n)
     last, peak, zombies, died = None, 0, 0, False
     deadline = time.monotonic() + 20
@@ -467,13 +346,13 @@ def nudge(svc: Service, server_pid: int, ui) -> int:
     before = {p.pid for p in procs.zombies(look.table, server_pid)} if look else set()
     ui.phase(f"{len(before)} zombies left: one more GET, to see whether the next SIGCHLD "
              "reaps them")
-    fetch(svc.name, PORT, time.monotonic(), timeout=10)
+    wire.exchange(svc.name, PORT, wire.get("/hello", svc.name), timeout=10, until=HELLO)
 
     def left() -> set[int]:
         look = svc.look(server_pid)
         return before & {p.pid for p in procs.zombies(look.table, server_pid)} if look else before
 
-    wait_until(lambda: not left(), 10, 0.3)
+    poll(lambda: not left(), 10, 0.3)
     return len(before - left())
 
 
@@ -527,7 +406,7 @@ def fd_sweep(svc: Service, series: Series, points, ui, known=None) -> dict:
             ui.phase(f"{series.label}: holding {k} connections to {svc.name}", total=k)
             while len(socks) < k:
                 s = socket.create_connection((svc.name, PORT), timeout=10)
-                s.sendall(get(svc.name))
+                s.sendall(wire.get("/hello", svc.name))
                 socks.append(s)
                 ui.update(len(socks), k)
 
@@ -537,7 +416,7 @@ def fd_sweep(svc: Service, series: Series, points, ui, known=None) -> dict:
                         and look.queue(PORT) == 0)
                 return look if done else None
 
-            look = wait_until(accepted, 15)
+            look = poll(accepted, 15)
             if not svc.running():
                 rows.append({"connections": k, "fds": None,
                              "crash": procs.crash_line(svc.logs_since_start())})
@@ -558,13 +437,14 @@ def answer_sweep(svc: Service, series: Series, points, ui, known=None) -> list[d
     with Twin(svc, series.params["script"], TWIN_PORT, SLEEP=sleep):
         for n in points:
             ui.phase(f"{series.label}: {n} clients at once (SLEEP={sleep:g} twin)", total=n)
-            replies = parallel(svc.name, TWIN_PORT, n, timeout=n * sleep + 10)
-            answers = [r.answered for r in replies if r.answered is not None]
+            replies = hello(svc.name, TWIN_PORT, n, timeout=n * sleep + 10, keep_open=True)
+            answers = [r.answered for r in replies if r.matched]
             ui.update(len(answers), n)
             rows.append({"clients": n, "answered": len(answers),
                          "last": max(answers) if answers else None,
                          "answers": sorted(answers)})
-            time.sleep(sleep + 0.3)  # the iterative server sleeps after its last answer
+            for r in replies:  # each connection ends after its sleep: then the twin is idle
+                r.finish(sleep + 10)
     return rows
 
 
@@ -572,11 +452,13 @@ SWEEPS = {"zombie_sweep": zombie_sweep, "fd_sweep": fd_sweep, "answer_sweep": an
 
 
 def run_chart(engine, chart: Chart, series: list[Series], points, ui, known=None) -> dict:
+    """{series label: its rows, or {"error": what stopped it}}: a series that
+    fails keeps its own error text and never stops the others."""
     data = {}
     for s in series:
         svc = engine.service(s.service)
         try:
             data[s.label] = SWEEPS[chart.kind](svc, s, points, ui, known)
-        except (OSError, subprocess.SubprocessError) as error:
+        except FAILURES as error:
             data[s.label] = {"error": f"{type(error).__name__}: {error}"}
     return data

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import time
 
+from instrument import procs
+from instrument.engine import Service
 from rich.console import Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 from rich.tree import Tree
-
-from lab import procs
-from lab.engine import Service
 
 SHOW_CHILDREN = 16
 
@@ -38,7 +37,7 @@ def snapshot(svc: Service) -> Group | Panel:
     state = svc.state()
     if state["Status"] != "running":
         return Panel(Text(f"{svc.name} is {state['Status']} (exit code {state.get('ExitCode')})"
-                          f"; start it with `{svc.engine.fix_command(svc.name)}`",
+                          f"; start it with `{svc.engine.up_command(svc.name)}`",
                           style="bold red"), title=svc.name)
     look = svc.look()
     if look is None:

@@ -1,186 +1,14 @@
-"""The lab's pure parts: parsing the process table and the probe, and the
-verdict rules. No engine, no rich, no matplotlib: runs on the host with
-
-    PYTHONPATH=scripts python3 -m pytest tests/unit/test_lab.py
-
-and in the tests container (this file puts scripts/ on sys.path itself).
+"""The lab's pure parts: the experiments as data, the verdict rules, the
+report's pieces. No engine: runs on the host (`python3 -m pytest
+tests/unit/test_lab.py`; pyproject puts scripts/ on the path).
 """
-
-import sys
-from pathlib import Path
 
 import pytest
+from instrument import servers
+from lab.experiments import BY_ID, CHARTS, EXPERIMENTS, readme_table
+from lab.verdict import RULES, judge
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
-
-from lab import procs  # noqa: E402
-from lab.experiments import BY_ID, CHARTS, EXPERIMENTS, SERVICES, readme_table  # noqa: E402
-from lab.verdict import RULES, judge  # noqa: E402
-
-# `ps -e -o pid=,ppid=,stat=,comm=,args=` in part3-eintr after a burst, as the
-# probe prints it: docker-init, the server, zombies, a sleeping child, the
-# probe itself (sh -c, ps) and the engine's runc init.
-PS = """\
-      1       0 Ss   docker-init     /sbin/docker-init -- sh /usr/local/bin/announce sh -c exec python "$STEP.py"
-      7       1 S    python          python webserver3f.py
-    119       7 Z    python          <defunct>
-    120       7 Z    python          [python] <defunct>
-    121       7 S    python          python webserver3f.py
-    432       0 Ss   sh              sh -c  t=$(ps -e -o pid=,ppid=,stat=,comm=,args=) echo "$t"
-    437     432 R    ps              ps -e -o pid=,ppid=,stat=,comm=,args=
-    438       0 Rsl  runc:[2:INIT]   runc init
-"""
-
-TCP = """\
-  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000:22B8 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 1199803 1
-   1: 00000000:22C3 00000000:0000 0A 00000000:00000002 00:00000000 00000000  1000        0 1199804 1
-   2: 0B00007F:A5FF 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1192594 1
-   3: 0B00007F:22B8 0B00007F:C350 01 00000000:00000000 00:00000000 00000000  1000        0 1199900 1
-"""
-
-LIMITS = """\
-Limit                     Soft Limit           Hard Limit           Units
-Max processes             400                  400                  processes
-Max open files            256                  256                  files
-"""
-
-PROBE_OUT = PS + "@@pid 7\n@@tcp\n" + TCP + "@@fd\n0\n1\n2\n3\n4\n@@limits\n" + LIMITS + \
-    "@@pids\n512\n"
-
-EMFILE_LOG = """\
-Serving HTTP on port 8888 ...
-Connections held open by the parent: 251
-Traceback (most recent call last):
-  File "/srv/lsbaws/part3/webserver3d.py", line 79, in <module>
-    serve_forever()
-  File "/srv/lsbaws/part3/webserver3d.py", line 59, in serve_forever
-    client_connection, client_address = listen_socket.accept()
-                                        ^^^^^^^^^^^^^^^^^^^^^^
-  File "/usr/local/lib/python3.11/socket.py", line 294, in accept
-    fd, addr = self._accept()
-               ^^^^^^^^^^^^^^
-OSError: [Errno 24] Too many open files
-Child PID: 300. Parent PID 7
-"""
-
-
-# ---------------------------------------------------------------- ps
-
-def test_parse_ps_reads_pid_ppid_state_and_command():
-    table = procs.parse_ps(PS)
-    assert [p.pid for p in table] == [1, 7, 119, 120, 121, 432, 437, 438]
-    server = table[1]
-    assert (server.pid, server.ppid, server.state, server.args) == (7, 1, "S", "python webserver3f.py")
-    assert table[0].args.startswith("/sbin/docker-init -- sh")  # spaces in args kept
-
-
-def test_a_zombie_is_shown_as_ps_aux_does():
-    table = {p.pid: p for p in procs.parse_ps(PS)}
-    for pid in (119, 120):
-        assert table[pid].zombie
-        assert table[pid].args == "[python] <defunct>"
-        assert table[pid].state_name == "zombie"
-    assert not table[121].zombie and table[121].state_name == "sleeping"
-
-
-def test_parse_ps_skips_what_is_not_a_row():
-    text = "  PID  PPID STAT COMMAND COMMAND\n\nWarning: bad syntax\n  5 1 S python python x.py\n"
-    assert procs.parse_ps(text) == [procs.Proc(5, 1, "S", "python x.py")]
-    assert procs.parse_ps("") == []
-
-
-def test_a_row_without_args_gets_its_command_name():
-    assert procs.parse_ps("9 7 S python\n")[0].args == "[python]"
-
-
-def test_the_server_is_the_python_or_gunicorn_process_under_pid_1():
-    table = procs.parse_ps(PS)
-    assert procs.server_of(table).pid == 7
-    gunicorn = procs.parse_ps(
-        "1 0 Ss docker-init /sbin/docker-init -- sh announce\n"
-        "7 1 S gunicorn /opt/venv/bin/python /opt/venv/bin/gunicorn --bind 0.0.0.0:8888\n"
-        "9 7 S gunicorn /opt/venv/bin/python /opt/venv/bin/gunicorn --bind 0.0.0.0:8888\n")
-    assert procs.server_of(gunicorn).pid == 7
-    # a twin started by docker exec has PPID 0: not the server
-    assert procs.server_of(procs.parse_ps("30 0 S python python webserver3b.py\n")) is None
-    # a dead server (zombie of docker-init) is not the server either
-    assert procs.server_of(procs.parse_ps("7 1 Z python <defunct>\n")) is None
-
-
-def test_children_zombies_descendants_and_state_counts():
-    table = procs.parse_ps(PS)
-    assert [p.pid for p in procs.children(table, 7)] == [119, 120, 121]
-    assert [p.pid for p in procs.zombies(table, 7)] == [119, 120]
-    assert procs.zombies(table, 1) == []
-    assert [p.pid for p in procs.descendants(table, 1)] == [7, 119, 120, 121]
-    assert procs.state_counts(procs.children(table, 7)) == {"zombie": 2, "sleeping": 1}
-
-
-def test_excerpt_shows_init_server_zombies_first_and_never_the_probe():
-    table = procs.parse_ps(PS)
-    rows, more = procs.excerpt(table, limit=4)
-    assert [p.pid for p in rows] == [1, 7, 119, 120]
-    assert more == 1  # 121; the probe (432, 437) and runc init (438) are not counted
-    rows, more = procs.excerpt(table, limit=50)
-    assert [p.pid for p in rows] == [1, 7, 119, 120, 121] and more == 0
-
-
-def test_probe_output_is_split_into_its_sections():
-    look = procs.parse_probe(PROBE_OUT)
-    assert look.server_pid == 7 and look.server.args == "python webserver3f.py"
-    assert [p.pid for p in look.table] == [1, 7, 119, 120, 121]  # without the probe
-    assert look.fds == 5
-    assert look.nofile == "256"
-    assert look.pids_max == "512"
-    assert look.queue(8888) == 0
-    assert look.queue(8899) == 2
-    assert look.queue(9999) is None
-
-
-def test_probe_without_a_server():
-    look = procs.parse_probe("1 0 Ss docker-init /sbin/docker-init\n@@pid \n@@tcp\n" + TCP
-                             + "@@fd\n@@limits\n@@pids\nmax\n")
-    assert look.server_pid is None and look.server is None
-    assert look.fds is None and look.nofile is None
-    assert look.pids_max == "max"
-
-
-def test_listen_queue_reads_only_listen_rows():
-    assert procs.listen_queue(TCP, 8888) == 0  # the ESTABLISHED row on 8888 is not it
-    assert procs.listen_queue(TCP, 8899) == 2
-    assert procs.listen_queue("header only\n", 8888) is None
-
-
-def test_last_count_reads_the_servers_own_tally():
-    assert procs.last_count(EMFILE_LOG, "Connections held open by the parent:") == 251
-    assert procs.last_count("Serving HTTP on port 8888 ...\n", "Connections held") is None
-
-
-def test_fd_count_and_limits():
-    assert procs.fd_count("0\n1\n2\n3\n") == 4
-    assert procs.fd_count("ls: cannot access '/proc/9/fd': No such file or directory\n") == 0
-    assert procs.limit_of(LIMITS, "Max open files") == ("256", "256")
-    assert procs.limit_of(LIMITS, "Max processes") == ("400", "400")
-    assert procs.limit_of(LIMITS, "Max stack size") is None
-
-
-@pytest.mark.parametrize("log, line", [
-    (EMFILE_LOG, "OSError: [Errno 24] Too many open files"),
-    ("Traceback (most recent call last):\n  File \"x.py\", line 3, in <module>\n"
-     "    pid = os.fork()\nBlockingIOError: [Errno 11] Resource temporarily unavailable\n",
-     "BlockingIOError: [Errno 11] Resource temporarily unavailable"),
-    ("Child 9 terminated with status 0\nTraceback (most recent call last):\n"
-     "  File \"webserver3e.py\", line 99, in serve_forever\n"
-     "InterruptedError: [Errno 4] Interrupted system call\n",
-     "InterruptedError: [Errno 4] Interrupted system call"),
-    ("Serving HTTP on port 8888 ...\n", ""),
-])
-def test_crash_line_is_the_exception_that_ended_the_server(log, line):
-    assert procs.crash_line(log) == line
-
+SERVICES = servers.names()
 
 # ---------------------------------------------------------------- the data
 
@@ -349,18 +177,6 @@ def test_an_observation_that_could_not_be_made_never_agrees():
 
 # ---------------------------------------------------------------- the benchmark file
 
-@pytest.mark.parametrize("data", [
-    {"results": [{"service": "part3-wsgi-flask", "rps": 812.5},
-                 {"service": "gunicorn-flask", "requests_per_sec": 1500}]},
-    [{"server": "part3-wsgi-flask", "rps": 812.5}, {"name": "gunicorn-flask", "rps": 1500}],
-    {"part3-wsgi-flask": 812.5, "gunicorn-flask": {"rps": 1500}},
-])
-def test_bench_results_are_read_in_the_plausible_shapes(data):
-    from lab.report import parse_bench
-
-    assert parse_bench(data) == [("part3-wsgi-flask", 812.5), ("gunicorn-flask", 1500.0)]
-
-
 def test_bench_results_as_scripts_bench_writes_them():
     from lab.report import parse_bench
 
@@ -396,11 +212,28 @@ def test_unknown_experiment_or_service_lists_the_valid_ones(capsys):
 
 
 def test_missing_engine_socket_is_one_line_and_exit_2(capsys, monkeypatch, tmp_path):
-    from lab import engine
+    from instrument import engine
     from lab.__main__ import main
 
     monkeypatch.setattr(engine, "SOCKET_PATH", str(tmp_path / "docker.sock"))
     assert main(["run", "no-zombies"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
-    assert "no engine socket" in err and "docker compose run --rm lab" in err
+    assert "no engine socket" in err and "docker compose run --rm tests|lab" in err
+
+
+def test_a_report_whose_chart_could_not_be_measured_shows_the_errors(tmp_path):
+    from lab import report
+
+    zombies = next(c for c in CHARTS if c.id == "zombies")
+    errors = {s.label: {"error": f"EngineError: {s.service} did not come back"}
+              for s in zombies.series}
+    results = {"charts": {"zombies": errors}, "experiments": []}
+    assert report.write(tmp_path, results, [tmp_path / "bench.json"]) == {}
+    page = (tmp_path / "index.html").read_text()
+    assert "could not be drawn" in page
+    assert page.count("could not measure: EngineError") == len(zombies.series)
+    # one measured series is drawn, the others keep their error beside it
+    pytest.importorskip("matplotlib")
+    errors["3g waitpid loop"] = [{"clients": 1, "zombies": 0, "survived": True}]
+    assert "zombies" in report.write(tmp_path, results, [tmp_path / "bench.json"])

@@ -1,14 +1,18 @@
-"""procs: a container's process table, parsed and read.
+"""procs: process tables, /proc/net/tcp, limits and descriptor lists, parsed.
 
-The lab reads processes with `ps` run inside the server's container (through
-the engine's exec). `ps` reads /proc, so it lists zombies; the engine's own
-`top` does not (a zombie has left the cgroup). Inside every server container
-PID 1 is docker-init (`init: true` in compose.yaml) and the server is the
-python (or gunicorn) process whose parent is PID 1; processes started by
-`docker exec` (ps itself, a twin) have parent 0.
+Inside a container the instrument reads processes with `ps` (through the
+engine's exec, see engine.Service.look). `ps` reads /proc, so it lists
+zombies; the engine's own `top` does not (a zombie has left the cgroup).
+Inside every server container PID 1 is docker-init (`init: true` in
+compose.yaml) and the server is the python (or gunicorn) process whose
+parent is PID 1 (`is_server`, the one definition); processes started by
+`docker exec` (ps itself, a twin's shell) have parent 0.
 
-Pure functions only: no engine, no rich. The unit tests import this module
-on a host without docker.
+On the host (the tests that start real servers as subprocesses) the same
+`Proc` rows come from /proc directly: `local_table()`.
+
+Everything but local_table is a pure function of text: the unit tests run
+it on a host without docker.
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ from dataclasses import dataclass
 
 PS_COMMAND = ["ps", "-e", "-o", "pid=,ppid=,stat=,comm=,args="]
 
-# One exec that reads everything the lab looks at, so a busy engine (each
-# exec can take seconds) is asked once per look: the process table, the TCP
-# table, and for the server (its PID given as $1, or found as the python or
-# gunicorn process under PID 1) its descriptors and limits, and the
-# container's pids limit.
+# One exec that reads everything the instrument looks at, so a busy engine
+# (each exec can take seconds) is asked once per look: the process table,
+# the TCP table, and for the server (its PID given as $1, or found by the awk
+# line, which is is_server below written in awk) its descriptors and limits,
+# and the container's pids limit.
 PROBE = r"""
 t=$(ps -e -o pid=,ppid=,stat=,comm=,args=)
 echo "$t"
@@ -160,16 +164,6 @@ def children(procs: list[Proc], pid: int) -> list[Proc]:
     return [p for p in procs if p.ppid == pid]
 
 
-def descendants(procs: list[Proc], pid: int) -> list[Proc]:
-    """Every process below `pid` (children, their children, ...), in pid order."""
-    found, frontier = [], [pid]
-    while frontier:
-        kids = [p for p in procs if p.ppid in frontier]
-        found.extend(kids)
-        frontier = [p.pid for p in kids]
-    return sorted(found, key=lambda p: p.pid)
-
-
 def zombies(procs: list[Proc], parent: int | None = None) -> list[Proc]:
     """Zombie processes; of one parent if `parent` is given."""
     return [p for p in procs if p.zombie and (parent is None or p.ppid == parent)]
@@ -211,19 +205,43 @@ def limit_of(limits_text: str, name: str) -> tuple[str, str] | None:
     return None
 
 
-def listen_queue(proc_net_tcp: str, port: int) -> int | None:
-    """Connections waiting in the accept queue of the LISTEN socket on `port`
-    (rx_queue of a LISTEN row in /proc/net/tcp); None if nothing listens."""
-    for line in proc_net_tcp.splitlines()[1:]:
+@dataclass(frozen=True)
+class TcpRow:
+    """One socket of /proc/net/tcp. state: 0A LISTEN, 01 ESTABLISHED, ...;
+    rx_queue: for a LISTEN socket, the connections waiting in its accept queue."""
+
+    local_port: int
+    remote_port: int
+    state: str
+    rx_queue: int
+    inode: str
+
+    @property
+    def listening(self) -> bool:
+        return self.state == "0A"
+
+
+def tcp_rows(proc_net_tcp: str) -> list[TcpRow]:
+    """Parse /proc/net/tcp (the header and malformed lines are skipped)."""
+    rows = []
+    for line in proc_net_tcp.splitlines():
         f = line.split()
-        if len(f) < 5:
+        if len(f) < 10 or not f[0].rstrip(":").isdigit():
             continue
         try:
-            local_port = int(f[1].split(":")[1], 16)
+            rows.append(TcpRow(int(f[1].split(":")[1], 16), int(f[2].split(":")[1], 16), f[3],
+                               int(f[4].split(":")[1], 16), f[9]))
         except (IndexError, ValueError):
             continue
-        if local_port == port and f[3] == "0A":
-            return int(f[4].split(":")[1], 16)
+    return rows
+
+
+def listen_queue(proc_net_tcp: str, port: int) -> int | None:
+    """Connections waiting in the accept queue of the LISTEN socket on `port`;
+    None if nothing listens there."""
+    for row in tcp_rows(proc_net_tcp):
+        if row.local_port == port and row.listening:
+            return row.rx_queue
     return None
 
 
@@ -248,3 +266,42 @@ def last_count(logs: str, label: str) -> int | None:
     'Connections held open by the parent: 252'; None if it never did."""
     found = re.findall(re.escape(label) + r"\s*(\d+)", logs)
     return int(found[-1]) if found else None
+
+
+# ---------------------------------------------------------------- this machine's /proc
+
+def parse_stat(pid: int, stat: str, cmdline: bytes = b"") -> Proc:
+    """A Proc from /proc/PID/stat (and cmdline): the name in parentheses may
+    hold spaces and parentheses, so the fields are read after the last ')'."""
+    name = stat[stat.index("(") + 1:stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 2:].split()
+    args = cmdline.replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    state = fields[0]
+    if not args:
+        args = f"[{name}]" + (" <defunct>" if state == "Z" else "")
+    return Proc(pid, int(fields[1]), state, args)
+
+
+def local_table() -> list[Proc]:
+    """Every process of this machine (or container), from /proc."""
+    import os
+
+    table = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:  # it exited meanwhile
+            continue
+        table.append(parse_stat(int(entry), stat, cmdline))
+    return table
+
+
+def local_fds(pid: int) -> int:
+    import os
+
+    return len(os.listdir(f"/proc/{pid}/fd"))

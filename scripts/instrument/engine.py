@@ -1,0 +1,451 @@
+"""engine: the compose services, seen through the engine's socket.
+
+The tests, the lab, the bench and the grader run in a container of the
+compose project (`docker compose run --rm tests|lab ...`) with the engine's
+socket mounted. `Engine()` finds the project from its own container's
+labels (the hostname is the container id) or COMPOSE_PROJECT_NAME, then
+each service's container by the compose labels. A `Service` reads: the
+process table, /proc and limits (`look`, one exec), logs since the last
+start, the container's state. What it changes: it starts or restarts a
+service, and a `Twin` starts the same lesson file a second time inside the
+container, on another port with other settings.
+
+Readiness is one rule: the container runs and something LISTENs on the
+port in the container's /proc/net/tcp, as the images' healthcheck reads
+it. Nothing here connects to a server to see whether it is up: a probe
+connection would leave a descriptor and a zombie on 3d, make 3b sleep 60 s
+and kill 3e.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import socket
+import time
+from pathlib import Path
+
+from instrument import procs
+from instrument.waiting import TimedOut, poll, wait_for
+
+SOCKET_PATH = os.environ.get("LSBAWS_DOCKER_SOCKET", "/var/run/docker.sock")
+PORT = 8888        # every server, inside the compose network
+TWIN_PORT = 8899   # a Twin, unless told otherwise
+
+
+class EngineError(Exception):
+    """A missing prerequisite (no socket, a service never created, a twin that
+    will not start): one line that says what fixes it. `code` is the exit
+    status a command-line user should get (2: set-up, 1: what was measured)."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+class Engine:
+    def __init__(self, project: str | None = None):
+        if not os.path.exists(SOCKET_PATH):
+            raise EngineError(
+                f"no engine socket at {SOCKET_PATH}: run this with `docker compose run --rm "
+                f"tests|lab ...` (compose.yaml mounts it) or add -v {SOCKET_PATH}:{SOCKET_PATH}")
+        import docker  # the SDK; imported here so the unit tests never need it
+
+        self.docker = docker
+        try:
+            self.client = docker.DockerClient(base_url=f"unix://{SOCKET_PATH}", timeout=60)
+            self.client.ping()
+        except Exception as error:
+            raise EngineError(f"the engine at {SOCKET_PATH} does not answer: {error}") from None
+        self.project, self.workdir = self._project(project)
+
+    def _project(self, project: str | None) -> tuple[str, str]:
+        """This container's compose project (and its working dir), from its labels."""
+        project = project or os.environ.get("COMPOSE_PROJECT_NAME")
+        try:
+            labels = self.client.containers.get(socket.gethostname()).labels
+        except Exception:
+            labels = {}
+        workdir = labels.get("com.docker.compose.project.working_dir", "")
+        if project:
+            return project, workdir
+        if "com.docker.compose.project" not in labels:
+            raise EngineError("cannot tell which compose project to look at: run this with "
+                              "`docker compose run --rm ...`, or set COMPOSE_PROJECT_NAME")
+        return labels["com.docker.compose.project"], workdir
+
+    def compose_command(self, *args: str) -> str:
+        """`docker compose ...` as the user would type it: with -p when the project
+        is not the default one (the name of the directory compose.yaml is in)."""
+        default = re.sub(r"[^a-z0-9_-]", "", Path(self.workdir).name.lower()) if self.workdir else ""
+        p = [] if self.project == default else ["-p", self.project]
+        return " ".join(["docker compose", *p, *args])
+
+    def up_command(self, *services: str) -> str:
+        return self.compose_command("--profile", "all", "up", "-d", *services)
+
+    def service(self, name: str) -> Service:
+        return Service(self, name)
+
+    def containers(self) -> dict[str, object]:
+        """{service name: container} for every container of this project."""
+        found = self.client.containers.list(
+            all=True, filters={"label": f"com.docker.compose.project={self.project}"})
+        return {c.labels.get("com.docker.compose.service"): c for c in found}
+
+    def missing(self, names) -> list[str]:
+        """The services that have no container in this project (never created)."""
+        have = self.containers()
+        return [n for n in dict.fromkeys(names) if n not in have]
+
+    def ensure(self, names, timeout: float = 60) -> list[str]:
+        """Every named service up and listening: a stopped or exited container is
+        started (returns their names); one that was never created is an
+        EngineError naming the `docker compose up -d` command (creating it
+        needs compose.yaml's build and networks, which compose owns)."""
+        names = list(dict.fromkeys(names))
+        if missing := self.missing(names):
+            what = "has" if len(missing) == 1 else "have"
+            raise EngineError(f"{', '.join(missing)} {what} no container in compose project "
+                              f"{self.project}: run `{self.up_command(*missing)}`")
+        started = [name for name in names if not self.service(name).running()]
+        for name in names:
+            self.service(name).ensure_up(timeout)
+        return started
+
+    def machine(self) -> dict:
+        info, version = self.client.info(), self.client.version()
+        return {
+            "engine": f"{version.get('Platform', {}).get('Name') or 'Docker Engine'} "
+                      f"{info.get('ServerVersion', '?')} (API {version.get('ApiVersion', '?')})",
+            "kernel": info.get("KernelVersion", "?"),
+            "os": info.get("OperatingSystem", "?"),
+            "architecture": info.get("Architecture", "?"),
+            "cpus": info.get("NCPU", "?"),
+            "memory": f"{info.get('MemTotal', 0) / 2**30:.1f} GiB",
+            "cgroup": f"v{info.get('CgroupVersion', '?')} ({info.get('CgroupDriver', '?')} driver)",
+            "storage driver": info.get("Driver", "?"),
+            "compose project": self.project,
+        }
+
+
+class Service:
+    """One compose service's container."""
+
+    def __init__(self, engine: Engine, name: str):
+        self.engine, self.name = engine, name
+        self._container = None
+
+    def __repr__(self) -> str:
+        return f"Service({self.name!r})"
+
+    @property
+    def container(self):
+        if self._container is None:
+            found = self.engine.containers().get(self.name)
+            if found is None:
+                raise EngineError(f"{self.name} has no container in compose project "
+                                  f"{self.engine.project}: run "
+                                  f"`{self.engine.up_command(self.name)}`")
+            self._container = found
+        return self._container
+
+    # ---------------------------------------------------------------- state
+
+    def state(self) -> dict:
+        try:
+            self.container.reload()
+        except self.engine.docker.errors.NotFound:  # re-created by compose meanwhile
+            self._container = None
+            self.container.reload()
+        return self.container.attrs["State"]
+
+    def running(self) -> bool:
+        return self.state()["Status"] == "running"
+
+    def env(self) -> dict[str, str]:
+        """The container's environment (compose.yaml's and the image's)."""
+        pairs = (e.partition("=") for e in self.container.attrs["Config"].get("Env") or [])
+        return {k: v for k, _, v in pairs}
+
+    def exec(self, cmd, user: str | None = None) -> tuple[int | None, str]:
+        """Run `cmd` inside the container: (exit code, output), or (None, "")
+        when it cannot run (the container is not running, out of processes)."""
+        try:
+            kwargs = {"user": user} if user else {}
+            code, out = self.container.exec_run(cmd, **kwargs)
+        except self.engine.docker.errors.APIError:
+            return None, ""
+        return code, out.decode("utf-8", "replace")
+
+    def must(self, cmd, user: str | None = None) -> str:
+        """exec that must succeed: its output, or EngineError."""
+        code, out = self.exec(cmd, user)
+        if code != 0:
+            raise EngineError(f"{cmd!r} in {self.name}: exit {code}: {out[-500:]}", code=1)
+        return out
+
+    def exec_detached(self, cmd) -> None:
+        self.container.exec_run(cmd, detach=True)
+
+    def look(self, pid: int | None = None) -> procs.Look | None:
+        """One exec (procs.PROBE): process table, TCP table, the server's
+        descriptors and limits, the pids limit. None if it cannot run."""
+        code, out = self.exec(["sh", "-c", procs.PROBE, "probe", str(pid or "")])
+        return procs.parse_probe(out) if code == 0 else None
+
+    def processes(self) -> list[procs.Proc]:
+        look = self.look()
+        return look.table if look else []
+
+    def server(self) -> procs.Proc | None:
+        look = self.look()
+        return look.server if look else None
+
+    def server_pid(self) -> int:
+        server = self.server()
+        if server is None:
+            raise EngineError(f"no server process (python/gunicorn under PID 1) in {self.name}",
+                              code=1)
+        return server.pid
+
+    def children(self, pid: int | None = None) -> list[procs.Proc]:
+        look = self.look()
+        if not look:
+            return []
+        pid = pid or look.server_pid
+        return procs.children(look.table, pid) if pid else []
+
+    def zombies(self, parent: int | None = None) -> list[procs.Proc]:
+        return procs.zombies(self.processes(), parent)
+
+    def fds(self, pid: int) -> int | None:
+        code, out = self.exec(["ls", f"/proc/{pid}/fd"])
+        return procs.fd_count(out) if code == 0 else None
+
+    def read(self, path: str) -> str | None:
+        code, out = self.exec(["cat", path])
+        return out if code == 0 else None
+
+    def limit(self, pid: int, name: str) -> tuple[str, str]:
+        """(soft, hard) of a limit in /proc/PID/limits, e.g. 'Max open files'."""
+        found = procs.limit_of(self.read(f"/proc/{pid}/limits") or "", name)
+        if not found:
+            raise EngineError(f"{name!r} not in /proc/{pid}/limits of {self.name}", code=1)
+        return found
+
+    def uid(self, pid: int) -> int:
+        for line in (self.read(f"/proc/{pid}/status") or "").splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+        raise EngineError(f"no Uid in /proc/{pid}/status of {self.name}", code=1)
+
+    def pids_max(self) -> str | None:
+        look = self.look()
+        return look.pids_max if look else None
+
+    def tcp(self) -> list[procs.TcpRow]:
+        return procs.tcp_rows(self.read("/proc/net/tcp") or "")
+
+    def listen_queue(self, port: int = PORT) -> int | None:
+        text = self.read("/proc/net/tcp")
+        return procs.listen_queue(text, port) if text else None
+
+    def listening(self, port: int = PORT) -> bool:
+        return self.listen_queue(port) is not None
+
+    def socket_owners(self, client_ports, server_port: int = PORT) -> dict[int, list[int]]:
+        """For each client port: the PIDs in the container that hold a descriptor
+        of the server's side of that connection (from /proc/*/fd)."""
+        out = self.must(["python", "-c", _OWNERS, str(server_port), *map(str, client_ports)])
+        return {int(k): v for k, v in json.loads(out).items()}
+
+    def logs_since_start(self) -> str:
+        """The output since the container's last start (the engine keeps older runs)."""
+        started = docker_time(self.state()["StartedAt"])
+        out = []
+        raw = self.container.logs(timestamps=True).decode("utf-8", "replace")
+        for line in raw.splitlines():
+            stamp, _, text = line.partition(" ")
+            if docker_time(stamp) >= started:
+                out.append(text)
+        return "\n".join(out)
+
+    # ---------------------------------------------------------------- changing it
+
+    def _ready(self) -> procs.Proc | None:
+        look = self.look()
+        return look.server if look and look.server and look.queue(PORT) is not None else None
+
+    def _wait_ready(self, timeout: float, why: str) -> procs.Proc:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if server := self._ready():
+                return server
+            if not self.running():
+                break
+            time.sleep(0.1)
+        state = self.state()
+        raise EngineError(f"{self.name} did not {why} within {timeout:g} s (it is "
+                          f"{state['Status']}, exit code {state.get('ExitCode')}): see "
+                          f"`{self.engine.compose_command('logs', self.name)}`", code=1)
+
+    def restart(self, timeout: float = 60) -> procs.Proc:
+        """Restart afresh (an exited container too); wait, without connecting,
+        until the server process is up and LISTENs on 8888. Returns the server."""
+        self.container.restart(timeout=2)
+        return self._wait_ready(timeout, "come back after a restart")
+
+    def ensure_up(self, timeout: float = 60) -> procs.Proc:
+        """Up and listening: a stopped or exited container is started, one that
+        is still starting (Django takes a moment) is waited for. Returns the server."""
+        if not self.running():
+            self.container.start()
+            return self._wait_ready(timeout, "start")
+        if server := poll(self._ready, min(timeout, 20), 0.2):
+            return server
+        return self.restart(timeout)  # running but not listening: a twin's leftover, a hang
+
+    def wait_exited(self, timeout: float) -> dict:
+        """Wait until the container has stopped; return its State."""
+        return wait_for(lambda: (st := self.state())["Status"] == "exited" and st, timeout, 0.2,
+                        f"{self.name} to exit")
+
+
+class Twin:
+    """The same server started again inside a service's container, on another
+    port with other settings (a short SLEEP, ACCEPT=python, WSGI_VALIDATE=1):
+
+        with Twin(svc, "webserver3b.py", SLEEP=2) as twin: ...
+
+    `argv` is a script (run with python) or a whole command line. The shell
+    that starts it records its pid, its output, and when it ends its exit
+    status and the container's clock, so a test can signal it, lower its
+    limits (prlimit) and read how it ended. Every file is named by the port,
+    /tmp/lsbaws-twin-PORT.{pid,log,status}: one twin per port and container.
+    A twin an interrupted run left on that port is killed first; anything
+    else listening there is an error. Killed on exit."""
+
+    def __init__(self, svc: Service, argv: str | list[str], port: int = TWIN_PORT,
+                 workdir: str | None = None, **env):
+        self.svc, self.port, self.workdir = svc, port, workdir
+        self.argv = ["python", argv] if isinstance(argv, str) else list(argv)
+        self.env = {**{k: str(v) for k, v in env.items()}, "PORT": str(port)}
+        base = f"/tmp/lsbaws-twin-{port}"
+        self.pidfile, self.logfile, self.statusfile = f"{base}.pid", f"{base}.log", f"{base}.status"
+        self.pid: int | None = None
+
+    def __repr__(self) -> str:
+        return f"Twin({self.svc.name}, {' '.join(self.argv)}, port {self.port}, {self.env})"
+
+    def start(self, timeout: float = 30) -> Twin:
+        self._kill_leftover()
+        self.svc.exec(["rm", "-f", self.pidfile, self.statusfile, self.logfile])
+        env = " ".join(shlex.quote(f"{k}={v}") for k, v in self.env.items())
+        cmd = " ".join(map(shlex.quote, self.argv))
+        cd = f"cd {shlex.quote(self.workdir)} && " if self.workdir else ""
+        f = {"pid": self.pidfile, "log": self.logfile, "status": self.statusfile}
+        self.svc.exec_detached(["sh", "-c", (
+            f"{cd}env {env} {cmd} > {f['log']} 2>&1 & "
+            f"echo $! > {f['pid']}; wait $!; "
+            f"echo \"$? $(date +%s.%N)\" > {f['status']}.tmp && mv {f['status']}.tmp {f['status']}")])
+        try:
+            wait_for(lambda: self.svc.listening(self.port) or self.exit_status(), timeout, 0.1,
+                     f"{self} to listen")
+        except TimedOut as error:
+            raise EngineError(f"{error}; its log: {self.log()[-500:]!r}", code=1) from None
+        if ended := self.exit_status():
+            raise EngineError(f"{self} exited with status {ended[0]} before it listened; its "
+                              f"log: {self.log()[-800:]!r}", code=1)
+        self.pid = int(wait_for(lambda: (self.svc.read(self.pidfile) or "").strip(), 5, 0.1,
+                                "the twin's pid file"))
+        return self
+
+    # -- looking at it
+    def log(self) -> str:
+        return self.svc.read(self.logfile) or ""
+
+    def alive(self) -> bool:
+        code, out = self.svc.exec(["ps", "-o", "stat=", "-p", str(self.pid)])
+        return code == 0 and bool(out.strip()) and not out.strip().startswith("Z")
+
+    def exit_status(self) -> tuple[int, float] | None:
+        """(status, the container's clock when it ended), once it has ended."""
+        text = (self.svc.read(self.statusfile) or "").split()
+        return (int(text[0]), float(text[1])) if len(text) == 2 else None
+
+    def signal(self, sig: str = "TERM") -> float:
+        """Send a signal; return the container's clock when it was sent."""
+        return float(self.svc.must(["sh", "-c", f"date +%s.%N; kill -{sig} {self.pid}"]).split()[0])
+
+    def children(self) -> list[procs.Proc]:
+        return self.svc.children(self.pid)
+
+    def fds(self) -> int | None:
+        return self.svc.fds(self.pid)
+
+    # -- stopping it
+    def stop(self) -> None:
+        if self.pid and self.svc.running():
+            self._kill(self.pid)
+
+    def _kill(self, pid: int) -> None:
+        self.svc.exec(["kill", str(pid)])
+        if not poll(lambda: self.svc.exec(["kill", "-0", str(pid)])[0] != 0, 5, 0.1):
+            self.svc.exec(["kill", "-9", str(pid)])
+        # gunicorn's workers may outlive a killed arbiter for a moment
+        wait_for(lambda: not self.svc.listening(self.port), 15, 0.1,
+                 f"port {self.port} in {self.svc.name} to be free")
+
+    def _kill_leftover(self) -> None:
+        pid = (self.svc.read(self.pidfile) or "").strip()
+        if pid.isdigit():
+            cmdline = (self.svc.read(f"/proc/{pid}/cmdline") or "").replace("\0", " ")
+            if self.argv[-1] in cmdline:
+                self._kill(int(pid))
+        if self.svc.listening(self.port):
+            raise EngineError(f"port {self.port} in {self.svc.name} is taken by something "
+                              "that is not a twin", code=1)
+
+    def __enter__(self) -> Twin:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def docker_time(text: str) -> tuple[str, int]:
+    """'2026-11-27T13:55:36.8189847Z' -> ('2026-11-27T13:55:36', 818984700): comparable."""
+    text = text.rstrip("Z")
+    whole, _, frac = text.partition(".")
+    frac = frac.split("+")[0]
+    return whole, int((frac + "000000000")[:9])
+
+
+# run inside a server's container by Service.socket_owners
+_OWNERS = r"""
+import json, os, sys
+server_port, ports = int(sys.argv[1]), {int(p) for p in sys.argv[2:]}
+inodes = {}
+for line in open("/proc/net/tcp").readlines()[1:]:
+    f = line.split()
+    if int(f[1].split(":")[1], 16) == server_port and int(f[2].split(":")[1], 16) in ports:
+        inodes[f[9]] = int(f[2].split(":")[1], 16)
+owners = {p: [] for p in ports}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        continue
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        ino = target[8:-1] if target.startswith("socket:[") else None
+        if ino in inodes and int(pid) not in owners[inodes[ino]]:
+            owners[inodes[ino]].append(int(pid))
+print(json.dumps(owners))
+"""
