@@ -465,6 +465,18 @@ class InputStream:
 # --------------------------------------------------------------------------
 
 
+_date_cache = [0, ""]  # [second, its Date value]
+
+
+def http_date():
+    """The Date field's value, made once a second (formatdate costs 5 us)."""
+    now = int(time.time())
+    if now != _date_cache[0]:
+        _date_cache[1] = formatdate(now, usegmt=True)
+        _date_cache[0] = now
+    return _date_cache[1]
+
+
 def simple_response(status, detail, headers=(), head_only=False):
     """A complete short text/plain response, as bytes."""
     phrase = HTTPStatus(status).phrase
@@ -472,7 +484,7 @@ def simple_response(status, detail, headers=(), head_only=False):
     lines = [f"HTTP/1.1 {status} {phrase}\r\n",
              "Content-Type: text/plain; charset=utf-8\r\n",
              f"Content-Length: {len(body)}\r\n",
-             f"Date: {formatdate(usegmt=True)}\r\n",
+             f"Date: {http_date()}\r\n",
              f"Server: {SERVER_HEADER}\r\n"]
     lines.extend(f"{name}: {value}\r\n" for name, value in headers)
     lines.append("Connection: close\r\n\r\n")
@@ -481,7 +493,39 @@ def simple_response(status, detail, headers=(), head_only=False):
 
 
 def log(message):
+    if _log_lines:
+        flush_log()  # the access lines before it go out first, in order
     sys.stderr.write(message + "\n")  # stderr is line-buffered: one write per line
+
+
+# The access log: one line per request, like every server here. A write(2)
+# per line into the container's log pipe costs a worker about a third of
+# its time under load (py-spy, webserver4a), so a pre-fork server may keep
+# the lines and write them LOG_BUFFER bytes at a time, as nginx's
+# `access_log ... buffer=` does; it must call flush_log() before it waits
+# for work (nothing sits in the buffer while the server is idle) and before
+# a worker exits. LOG_BUFFER = 0 (the default): a write per line.
+LOG_BUFFER = 0
+_log_lines = []
+_log_size = [0]
+
+
+def access_log(line):
+    if not LOG_BUFFER:
+        sys.stderr.write(line + "\n")
+        return
+    _log_lines.append(line)
+    _log_size[0] += len(line) + 1
+    if _log_size[0] >= LOG_BUFFER:
+        flush_log()
+
+
+def flush_log():
+    if _log_lines:
+        text = "\n".join(_log_lines) + "\n"
+        _log_lines.clear()
+        _log_size[0] = 0
+        sys.stderr.write(text)
 
 
 def access_line(client_address, request_line, status, size, note=""):
@@ -571,6 +615,8 @@ class _SocketReader(io.RawIOBase):
 
 class WSGIConnection:
     """One client connection, one request: see the phases in the module doc."""
+
+    keep_alive = False  # WSGIExchange may keep its connection open
 
     def __init__(self, server, sock, client_address):
         self.server = server
@@ -662,6 +708,11 @@ class WSGIConnection:
                 self.rfile, request.content_length or 0,
                 self._send_continue if request.expect_continue else None)
 
+        self._call_app(application)
+
+    def _call_app(self, application):
+        """CALL_APP and SEND_RESPONSE: environ, the application, its body."""
+        request = self.request
         self.phase = Phase.CALL_APP
         environ = self.get_environ()
         try:
@@ -700,10 +751,10 @@ class WSGIConnection:
                 self._spool.close()
         if self.request is not None or self.log_status is not None:
             line = self.request.request_line if self.request else self.bad_request_line
-            log(access_line(self.client_address, line, self.log_status or "-",
-                            self.bytes_sent, self.note))
+            access_log(access_line(self.client_address, line, self.log_status or "-",
+                                   self.bytes_sent, self.note))
         elif self.note:
-            log(access_line(self.client_address, "-", "-", 0, self.note))
+            access_log(access_line(self.client_address, "-", "-", 0, self.note))
 
     # ---- CALL_APP ---------------------------------------------------------
 
@@ -792,13 +843,22 @@ class WSGIConnection:
         lines = [f"HTTP/1.1 {self.status}\r\n"]
         lines.extend(f"{name}: {value}\r\n" for name, value in self.response_headers)
         if not self._has_date:
-            lines.append(f"Date: {formatdate(usegmt=True)}\r\n")
+            lines.append(f"Date: {http_date()}\r\n")
         if not self._has_server:
             lines.append(f"Server: {SERVER_HEADER}\r\n")
         if (self._app_length is None and body_length is not None
                 and self.status[:3] not in ("204", "304")):
             lines.append(f"Content-Length: {body_length}\r\n")
-        lines.append("Connection: close\r\n\r\n")
+        if self.keep_alive and (self._app_length is not None or body_length is not None
+                                or not self._body_allowed()):
+            # the client can tell where this response ends: the connection
+            # stays open (HTTP/1.1's default; HTTP/1.0 must be told)
+            if self.request.version == "HTTP/1.0":
+                lines.append("Connection: keep-alive\r\n")
+            lines.append("\r\n")
+        else:
+            self.keep_alive = False  # the end of the body is the end of the connection
+            lines.append("Connection: close\r\n\r\n")
         self.log_status = self.status[:3]
         return "".join(lines).encode("latin-1")
 
@@ -816,6 +876,9 @@ class WSGIConnection:
         except OSError as err:
             raise ClientDisconnected(
                 f"sending the response failed: {err or 'timed out'}") from err
+
+    def _write_raw(self, data):
+        self.sock.sendall(data)
 
     def _send_continue(self):
         if not self.continue_sent and not self.headers_sent:
@@ -894,8 +957,9 @@ class WSGIConnection:
         data = simple_response(err.status, err.detail, err.headers, head_only)
         if not head_only:
             self.bytes_sent = len(data) - data.index(b"\r\n\r\n") - 4
+        self.keep_alive = False  # an error answer always closes the connection
         try:
-            self.sock.sendall(data)
+            self._write_raw(data)
         except OSError as exc:
             self.note = f"{err.detail}; could not send the {err.status}: {exc}"
 
@@ -952,6 +1016,64 @@ class BaseWSGIServer:
 
     def server_close(self):
         self.listen_socket.close()
+
+
+class WSGIExchange(WSGIConnection):
+    """One request that a RequestParser read whole, answered into memory.
+
+    For an event loop (webserver4b), which owns the socket: it feeds the
+    parser, makes an exchange for each complete request, calls run(), and
+    sends `out` (a list of bytes) when the socket can take it. The answer is
+    WSGIConnection's (environ, start_response, finish_response, errors, the
+    access line); after run(), `keep_alive` says whether the connection may
+    carry the next request: the client asked for it (Request.keep_alive) and
+    the response's end is known (Content-Length, HEAD, 204, 304).
+    """
+
+    def __init__(self, server, request, client_address):
+        self.server = server
+        self.sock = None
+        self.client_address = client_address
+        self.timeout = server.request_timeout
+        self.phase = Phase.CALL_APP
+        self.request = request
+        body = request.body or b""
+        self.input = InputStream(io.BytesIO(body), len(body))
+        self._spool = None
+        self.out = []
+        self.keep_alive = request.keep_alive
+        self.status = None
+        self.response_headers = None
+        self._app_length = None
+        self._has_date = self._has_server = False
+        self._left = None
+        self._truncating = False
+        self.headers_sent = False
+        self.continue_sent = True  # the event loop answers Expect: 100-continue
+        self.bytes_sent = 0
+        self.log_status = None
+        self.note = ""
+        self.client_gone = False
+
+    def run(self, application):
+        """Answer the request into self.out. Never raises an Exception."""
+        try:
+            self._call_app(application)
+        except Exception:  # a bug here must not take the worker down
+            log(f"internal error in phase {self.phase.name} serving {self.client_address}:\n"
+                f"{traceback.format_exc()}")
+            if not self.headers_sent:
+                self._send_error(HTTPError(500, "internal server error"))
+        if self.log_status == "500" or self.client_gone or (self._left and self._body_allowed()):
+            self.keep_alive = False  # a failed or short body: only a close can end it
+        self.phase = Phase.CLOSED
+        access_log(access_line(self.client_address, self.request.request_line,
+                               self.log_status or "-", self.bytes_sent, self.note))
+
+    def _sendall(self, data):
+        self.out.append(data)
+
+    _write_raw = _sendall
 
 
 # --------------------------------------------------------------------------
