@@ -107,9 +107,10 @@ SERVER_HEADER = f"{SERVER_SOFTWARE} Python/{sys.version.split()[0]}"
 
 MAX_LINE = 8190  # request line and each header field line, without CRLF
 MAX_FIELDS = 100  # header fields in the head, trailer fields after a chunked body
-MAX_EMPTY_LINES = 4  # CRLFs ignored before the request line (RFC 9112 section 2.2)
+MAX_EMPTY_LINES = 1  # empty lines ignored before the request line (RFC 9112 section 2.2)
 MAX_CHUNK_LINE = 4096  # chunk size plus chunk extensions
 MAX_CHUNKED_BODY = 64 * 1024 * 1024  # decoded size of a chunked body
+MAX_BUFFERED_BODY = 64 * 1024 * 1024  # RequestParser keeps a whole body in memory
 SPOOL_SIZE = 1024 * 1024  # a decoded chunked body moves to a temp file past this
 READ_BUFFER = 64 * 1024
 SEND_SLICE = 1024 * 1024  # see WSGIConnection._sendall
@@ -119,17 +120,41 @@ LINGER_BYTES = 1024 * 1024
 # errno values that mean "out of descriptors or memory, try again later"
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
+_FRAMING_FIELDS = frozenset({  # the fields _check_framing looks at
+    "content-length", "transfer-encoding", "host", "expect", "content-type", "connection"})
+# fields a trailer must not carry: framing, routing, authentication, request
+# modifiers and content format are needed before the content (RFC 9110 section 6.5.1)
+FORBIDDEN_TRAILERS = frozenset({
+    "content-length", "transfer-encoding", "trailer", "host", "connection", "keep-alive",
+    "upgrade", "te", "expect", "authorization", "proxy-authorization", "cookie", "range",
+    "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range",
+    "max-forwards", "cache-control", "content-type", "content-encoding", "content-range",
+})
+
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
     "te", "trailer", "trailers", "transfer-encoding", "upgrade",
 })
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_TOKEN_STR = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN_CLASS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"  # tchar (RFC 9110 section 5.6.2)
+_TOKEN = re.compile(_TOKEN_CLASS.encode() + b"+")
+_TOKEN_STR = re.compile(_TOKEN_CLASS + "+")
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # everything below SP but HTAB, and DEL
-_BAD_TARGET = re.compile(rb"[\x00-\x20\x7f]")  # no whitespace or controls in a target
+_BAD_TARGET = re.compile(rb"[\x00-\x20\x7f-\xff]")  # no whitespace, controls, non-ASCII
 _VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")
 _ABSOLUTE_FORM = re.compile(rb"(?i)https?://([^/?]*)")
+_AUTHORITY = re.compile(r"(?:\[[0-9A-Za-z:.\-_~!$&'()*+,;=]+\]|[0-9A-Za-z\-._~%!$&'()*+,;=]*)(?::[0-9]*)?")
+# A whole common head (see _parse_head_block): the request line's
+# METHOD /path?query HTTP/1.x ('#' excluded: _parse_request_line drops a
+# fragment), then field lines: a token, a colon, a value without controls
+_HEAD_BLOCK = re.compile(rf"({_TOKEN_CLASS}+) (/[!\"$-~]*) (HTTP/1\.[01])"
+                         rf"((?:\r\n{_TOKEN_CLASS}+:[^\x00-\x08\x0a-\x1f\x7f]*)*)")
+_FIELD = re.compile(  # name, and the value without the whitespace around it
+    rf"\r\n({_TOKEN_CLASS}+):[ \t]*((?:[^\r\n \t]+(?:[ \t]+[^\r\n \t]+)*)?)[ \t]*")
+_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_CHUNK_EXT = re.compile(  # *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )
+    rb"(?:[ \t]*;[ \t]*" + _TOKEN.pattern + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN.pattern
+    + rb"|" + _QUOTED + rb"))?)*")
 _DIGITS = re.compile(r"[0-9]{1,18}")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _STATUS = re.compile(r"[2-5][0-9][0-9] [\t\x20-\x7e\x80-\xff]*")
@@ -178,7 +203,7 @@ class UsageError(Exception):
 
 @dataclass(slots=True)
 class Request:
-    """A parsed request head. Strings are WSGI "bytes as latin-1" strings."""
+    """A parsed request. Strings are WSGI "bytes as latin-1" strings."""
 
     method: str
     path: str  # percent-decoded: what goes into PATH_INFO
@@ -188,26 +213,39 @@ class Request:
     content_length: int | None = None
     chunked: bool = False
     expect_continue: bool = False
+    keep_alive: bool = False  # HTTP/1.1 without "Connection: close", or 1.0 with keep-alive
     authority: str | None = None  # from an absolute-form target
     request_line: str = ""
+    body: bytes | None = None  # RequestParser only: the whole body, chunked decoded
+
+
+# The grammar, one piece per function. Both ways of reading a request use
+# exactly these: read_request / read_chunked_body (blocking, a line at a time
+# from a buffered stream) and RequestParser (fed bytes as they arrive).
+
+
+def _check_line(raw, limit, too_long_status):
+    """A line up to its LF (the LF itself cut off) -> the line without CR."""
+    if raw[-1:] != b"\r":
+        raise HTTPError(400, "line ends in a bare LF, not CRLF")
+    line = raw[:-1]
+    if len(line) > limit:
+        raise HTTPError(too_long_status, f"line longer than {limit} bytes")
+    if _CONTROL.search(line):
+        raise HTTPError(400, "control character in the request head")
+    return line
 
 
 def _read_line(rfile, limit, too_long_status):
     """One CRLF-terminated line without its CRLF; None at a clean EOF."""
-    line = rfile.readline(limit + 2)
-    if line.endswith(b"\r\n"):
-        line = line[:-2]
-    elif line.endswith(b"\n"):
-        raise HTTPError(400, "line ends in a bare LF, not CRLF")
-    elif not line:
+    raw = rfile.readline(limit + 2)
+    if raw[-1:] == b"\n":
+        return _check_line(raw[:-1], limit, too_long_status)
+    if not raw:
         return None
-    elif len(line) >= limit + 2:
+    if len(raw) >= limit + 2:
         raise HTTPError(too_long_status, f"line longer than {limit} bytes")
-    else:
-        raise HTTPError(400, "connection closed in the middle of a line")
-    if _CONTROL.search(line):
-        raise HTTPError(400, "control character in the request head")
-    return line
+    raise HTTPError(400, "connection closed in the middle of a line")
 
 
 def _parse_field(line):
@@ -220,6 +258,23 @@ def _parse_field(line):
     if not _TOKEN.fullmatch(name):
         raise HTTPError(400, "invalid header field name (whitespace before the colon?)")
     return name.decode("ascii"), value.strip(b" \t").decode("latin-1")
+
+
+def _parse_trailer_field(line):
+    """A trailer field: a field, and not one that must come before the content."""
+    name, value = _parse_field(line)
+    if name.lower() in FORBIDDEN_TRAILERS:
+        raise HTTPError(400, f"{name} is not allowed in a trailer (RFC 9110 section 6.5.1)")
+    return name, value
+
+
+def _parse_authority(authority):
+    """The authority of an absolute-form target, or the Host field's value."""
+    if "@" in authority:
+        raise HTTPError(400, "userinfo (user@) in the authority (RFC 9110 section 4.2.4)")
+    if not _AUTHORITY.fullmatch(authority):
+        raise HTTPError(400, "invalid authority (host[:port])")
+    return authority
 
 
 def _parse_request_line(line):
@@ -244,7 +299,9 @@ def _parse_request_line(line):
     elif target == b"*" and method == b"OPTIONS":  # asterisk-form
         path, query = b"*", b""
     elif match := _ABSOLUTE_FORM.match(target):  # absolute-form: http://host/path
-        authority = match.group(1).decode("latin-1")
+        authority = _parse_authority(match.group(1).decode("latin-1"))
+        if not authority or authority[0] == ":":
+            raise HTTPError(400, "empty host in an http URI (RFC 9110 section 4.2.1)")
         path, _, query = target[match.end():].partition(b"?")
         path = path or b"/"
     else:
@@ -260,21 +317,32 @@ def _parse_request_line(line):
 
 
 def _check_framing(request):
-    """Content-Length, Transfer-Encoding, Expect, Host: RFC 9112 section 6."""
-    lengths, codings, hosts, expect = [], [], 0, None
+    """Content-Length, Transfer-Encoding, Expect, Host, Content-Type,
+    Connection: RFC 9112 sections 3.2, 6 and 9.3, RFC 9110 section 5.3."""
+    lengths, codings, hosts, expect, types, connection = [], [], [], None, None, ""
     for name, value in request.headers:
         lname = name.lower()
+        if lname not in _FRAMING_FIELDS:
+            continue
         if lname == "content-length":
             lengths.extend(item.strip() for item in value.split(","))
         elif lname == "transfer-encoding":
             items = [c.strip().lower() for c in value.split(",") if c.strip()]
             codings.extend(items or [""])  # an empty value is an error below
         elif lname == "host":
-            hosts += 1
+            hosts.append(value)
         elif lname == "expect":
             expect = value.strip().lower()
-    if hosts > 1:
+        elif lname == "content-type":
+            if types is not None and value != types:
+                raise HTTPError(400, "two differing Content-Type fields")
+            types = value
+        elif lname == "connection":
+            connection += "," + value.lower()
+    if len(hosts) > 1:
         raise HTTPError(400, "more than one Host field")
+    if hosts and hosts[0]:
+        _parse_authority(hosts[0])
     if codings:
         if lengths:
             raise HTTPError(400, "both Content-Length and Transfer-Encoding")
@@ -294,10 +362,101 @@ def _check_framing(request):
         if len(set(map(int, lengths))) != 1:
             raise HTTPError(400, "conflicting Content-Length values")
         request.content_length = int(lengths[0])
-    if expect is not None and request.version == "HTTP/1.1":
-        if expect != "100-continue":
-            raise HTTPError(417, "only 'Expect: 100-continue' is understood")
-        request.expect_continue = True
+    options = {item.strip() for item in connection.split(",")} if connection else ()
+    if request.version == "HTTP/1.1":
+        if expect is not None:
+            if expect != "100-continue":
+                raise HTTPError(417, "only 'Expect: 100-continue' is understood")
+            request.expect_continue = True
+        request.keep_alive = "close" not in options
+    else:
+        request.keep_alive = "keep-alive" in options and "close" not in options
+
+
+def _parse_chunk_size(line):
+    """chunk-size [ chunk-ext ] (RFC 9112 section 7.1) -> the size."""
+    size_text, semicolon, extensions = line.partition(b";")
+    if semicolon:
+        size_text = size_text.rstrip(b" \t")  # BWS before ';' only
+        if not _CHUNK_EXT.fullmatch(b";" + extensions):
+            raise HTTPError(400, "invalid chunk extension")
+    if not _HEX.fullmatch(size_text):
+        raise HTTPError(400, "invalid chunk size")
+    return int(size_text, 16)
+
+
+def _parse_head_block(block):
+    """The common case in one pass: a whole head (up to the CRLF CRLF that
+    ends it, not included) that is an origin-form request line and at most
+    MAX_FIELDS well-formed fields, none longer than MAX_LINE. One match of
+    _HEAD_BLOCK (made of the same token and character classes as
+    _parse_request_line, _check_line and _parse_field) and one findall do
+    in C what the line-by-line path does per line in Python. Returns None
+    for anything else: the caller then reads the head line by line, which
+    finds the first error in order.
+    """
+    if len(block) > MAX_LINE:
+        return None  # a long line may hide in it: the line-by-line path measures each
+    text = block.decode("latin-1")
+    match = _HEAD_BLOCK.fullmatch(text)
+    if match is None:
+        return None
+    method, target, version, fields = match.groups()
+    headers = _FIELD.findall(fields)
+    if len(headers) > MAX_FIELDS:
+        return None
+    path, _, query = target.partition("?")
+    if "%" in path:
+        path = unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
+    request = Request(method, path, query, version, headers, request_line=text[:match.end(3)])
+    try:
+        _check_framing(request)
+    except HTTPError as err:
+        err.request_line = request.request_line
+        raise
+    return request
+
+
+class _Head:
+    """The request head, one line at a time: empty lines before the request
+    line, the request line, the fields, the empty line that ends the head.
+    Lines come without their CRLF, length and characters already checked."""
+
+    __slots__ = ("request", "empty_lines", "first")
+
+    def __init__(self):
+        self.request = None
+        self.empty_lines = 0
+        self.first = None  # the request line's bytes, for the access log
+
+    @property
+    def too_long_status(self):
+        return 414 if self.request is None else 431
+
+    def add(self, line):
+        """Returns the Request when this line ended the head, else None."""
+        request = self.request
+        if request is None:
+            if not line:
+                self.empty_lines += 1
+                if self.empty_lines > MAX_EMPTY_LINES:
+                    raise HTTPError(400, "more than one empty line before the request line")
+                return None
+            self.first = line
+            self.request = _parse_request_line(line)
+            return None
+        if not line:
+            _check_framing(request)
+            return request
+        if len(request.headers) == MAX_FIELDS:
+            raise HTTPError(431, f"more than {MAX_FIELDS} header fields")
+        request.headers.append(_parse_field(line))
+        return None
+
+    def annotate(self, err):
+        if self.first is not None:
+            err.request_line = self.first.decode("latin-1")  # for the access log
+        return err
 
 
 def read_request(rfile):
@@ -306,32 +465,31 @@ def read_request(rfile):
     Returns a Request, or None if the stream ended before a request line.
     Raises HTTPError for anything the server must refuse, and nothing else
     for any input (the stream's own errors, like a socket timeout, pass).
+    A Content-Length body stays in the stream (see InputStream).
     """
-    for _ in range(MAX_EMPTY_LINES + 1):
-        line = _read_line(rfile, MAX_LINE, 414)
-        if line is None:
-            return None
-        if line:
-            break
-    else:
-        raise HTTPError(400, "only empty lines, no request line")
+    peek = getattr(rfile, "peek", None)  # a BufferedReader: is the whole head there?
+    if peek is not None:
+        data = peek(READ_BUFFER)
+        end = data.find(b"\r\n\r\n")
+        if end > 0:
+            request = _parse_head_block(data[:end])
+            if request is not None:
+                rfile.read(end + 4)
+                return request
+    head = _Head()
     try:
-        request = _parse_request_line(line)
-        headers = request.headers
         while True:
-            field_line = _read_line(rfile, MAX_LINE, 431)
-            if field_line is None:
+            line = _read_line(rfile, MAX_LINE, head.too_long_status)
+            if line is None:
+                if head.request is None:
+                    return None
                 raise HTTPError(400, "connection closed before the end of the request head")
-            if not field_line:
-                break
-            if len(headers) == MAX_FIELDS:
-                raise HTTPError(431, f"more than {MAX_FIELDS} header fields")
-            headers.append(_parse_field(field_line))
-        _check_framing(request)
+            request = head.add(line)
+            if request is not None:
+                return request
     except HTTPError as err:
-        err.request_line = line.decode("latin-1")  # for the access log
+        head.annotate(err)
         raise
-    return request
 
 
 def read_chunked_body(rfile, max_size=MAX_CHUNKED_BODY):
@@ -348,10 +506,7 @@ def read_chunked_body(rfile, max_size=MAX_CHUNKED_BODY):
             line = _read_line(rfile, MAX_CHUNK_LINE, 400)
             if line is None:
                 raise HTTPError(400, "connection closed inside the chunked body")
-            size_text = line.split(b";", 1)[0].rstrip(b" \t")  # drop chunk extensions
-            if not _HEX.fullmatch(size_text):
-                raise HTTPError(400, "invalid chunk size")
-            size = int(size_text, 16)
+            size = _parse_chunk_size(line)
             if size == 0:
                 break
             total += size
@@ -371,7 +526,7 @@ def read_chunked_body(rfile, max_size=MAX_CHUNKED_BODY):
                 raise HTTPError(400, "connection closed inside the chunked trailer")
             if not line:
                 break
-            _parse_field(line)
+            _parse_trailer_field(line)
         else:
             raise HTTPError(431, f"more than {MAX_FIELDS} trailer fields")
     except BaseException:
@@ -379,6 +534,294 @@ def read_chunked_body(rfile, max_size=MAX_CHUNKED_BODY):
         raise
     body.seek(0)
     return body, total
+
+
+# RequestParser's states (named, h11's habit)
+_HEAD, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER = (
+    "head", "body", "chunk size", "chunk data", "chunk end", "trailer")
+
+
+class RequestParser:
+    """The same parser, fed bytes as they arrive (for an event loop).
+
+        parser = RequestParser()
+        parser.feed(data)              # HTTPError as soon as the input is known bad
+        while (request := parser.next_request()) is not None:
+            ...                        # request.body: the whole body, bytes
+        parser.feed_eof()              # the peer closed: 400 if a request was cut short
+
+    next_request() returns a Request whose head is parsed and whose body has
+    fully arrived (a chunked body decoded), or None while more bytes are
+    needed. Pipelined requests come out one after another: the bytes after a
+    complete request are parsed only once it was handed out, so an error in
+    a later request is raised by the next_request() call after the good
+    ones, never before them. After an HTTPError the parser is dead: every
+    call raises it again (answer it and close the connection).
+
+    The limits are read_request's (MAX_LINE, MAX_FIELDS, MAX_EMPTY_LINES,
+    MAX_CHUNK_LINE), and one more because the body is kept in memory: a
+    Content-Length or chunked body over max_body gets 413.
+    `pending` is the Request whose head is complete while its body is still
+    arriving (look at its expect_continue to send "100 Continue"); `idle` is
+    true when no part of a request is buffered (an idle keep-alive
+    connection, closed quietly on a timeout, not with 408).
+    """
+
+    __slots__ = ("max_body", "_buf", "_pos", "_state", "_head", "_request", "_ready",
+                 "_error", "_eof", "_left", "_parts", "_total", "_trailers")
+
+    def __init__(self, max_body=MAX_BUFFERED_BODY):
+        self.max_body = max_body
+        self._buf = bytearray()
+        self._pos = 0  # where the unparsed bytes start in _buf
+        self._state = _HEAD
+        self._head = _Head()
+        self._request = None  # head parsed, body still arriving
+        self._ready = None  # complete, not yet handed out
+        self._error = None
+        self._eof = False
+        self._left = 0  # body or chunk bytes still to come
+        self._parts = []  # decoded chunks
+        self._total = 0
+        self._trailers = 0
+
+    @property
+    def idle(self):
+        return (self._ready is None and self._state is _HEAD and self._head.request is None
+                and self._pos == len(self._buf))
+
+    @property
+    def pending(self):
+        return self._request
+
+    def feed(self, data):
+        if self._error is not None:
+            raise self._error
+        self._buf += data
+        if self._ready is None:
+            self._parse()
+
+    def feed_eof(self):
+        self._eof = True
+        if self._error is not None:
+            raise self._error
+        if self._ready is None:
+            self._check_eof()
+
+    def next_request(self):
+        request = self._ready
+        if request is None:
+            if self._error is not None:
+                raise self._error
+            self._parse()
+            request = self._ready
+            if request is None:
+                if self._eof:
+                    self._check_eof()
+                return None
+        self._ready = None
+        return request
+
+    def _check_eof(self):
+        if self.idle:
+            return
+        state = self._state
+        if state is _HEAD:
+            detail = "connection closed before the end of the request head"
+        elif state is _BODY:
+            got = len(self._buf) - self._pos
+            detail = f"client closed the connection after {got} of " \
+                     f"{self._request.content_length} body bytes"
+        else:
+            detail = "connection closed inside the chunked body"
+        self._fail(HTTPError(400, detail))
+
+    def _fail(self, err):
+        self._error = self._head.annotate(err)
+        raise err
+
+    def _parse(self):
+        """Parse the buffered bytes until a request is ready or more are needed."""
+        try:
+            while self._ready is None:
+                state = self._state
+                if state is _HEAD:
+                    progress = self._parse_head()
+                elif state is _BODY:
+                    progress = self._parse_body()
+                elif state is _CHUNK_SIZE:
+                    progress = self._parse_chunk_size()
+                elif state is _CHUNK_DATA:
+                    progress = self._parse_chunk_data()
+                elif state is _CHUNK_END:
+                    progress = self._parse_chunk_end()
+                else:
+                    progress = self._parse_trailer()
+                if not progress:
+                    break
+        except HTTPError as err:
+            self._fail(err)
+        if self._pos:  # drop what was parsed (cheap: bytearray trims its front)
+            del self._buf[:self._pos]
+            self._pos = 0
+
+    def _line(self, limit, too_long_status):
+        """The next complete line without CRLF, checked; None if incomplete."""
+        buf, pos = self._buf, self._pos
+        end = buf.find(b"\n", pos)
+        if end < 0:
+            if len(buf) - pos >= limit + 2:
+                raise HTTPError(too_long_status, f"line longer than {limit} bytes")
+            return None
+        self._pos = end + 1
+        return _check_line(bytes(buf[pos:end]), limit, too_long_status)
+
+    def _parse_head(self):
+        head = self._head
+        if head.request is None and not head.empty_lines:  # the common case first
+            buf, pos = self._buf, self._pos
+            end = buf.find(b"\r\n\r\n", pos)
+            if end > pos:
+                request = _parse_head_block(bytes(buf[pos:end]))
+                if request is not None:
+                    self._pos = end + 4
+                    self._start_body(request)
+                    return True
+        while True:
+            line = self._line(MAX_LINE, head.too_long_status)
+            if line is None:
+                return False
+            request = head.add(line)
+            if request is not None:
+                self._start_body(request)
+                return True
+
+    def _start_body(self, request):
+        if request.chunked:
+            self._request, self._state = request, _CHUNK_SIZE
+            self._parts, self._total = [], 0
+        elif request.content_length:
+            if request.content_length > self.max_body:
+                raise HTTPError(413, f"body larger than {self.max_body} bytes")
+            self._request, self._state = request, _BODY
+            self._left = request.content_length
+        else:
+            request.body = b""
+            self._done(request)
+
+    def _done(self, request):
+        self._ready = request
+        self._request = None
+        self._state = _HEAD
+        head = self._head
+        if head.request is not None or head.empty_lines:
+            self._head = _Head()
+        else:
+            head.first = None
+
+    def _parse_body(self):
+        pos, left = self._pos, self._left
+        if len(self._buf) - pos < left:
+            return False
+        self._pos = pos + left
+        request = self._request
+        request.body = bytes(self._buf[pos:pos + left])
+        self._done(request)
+        return True
+
+    def _parse_chunk_size(self):
+        line = self._line(MAX_CHUNK_LINE, 400)
+        if line is None:
+            return False
+        size = _parse_chunk_size(line)
+        if size == 0:
+            self._state, self._trailers = _TRAILER, 0
+            return True
+        self._total += size
+        if self._total > self.max_body:
+            raise HTTPError(413, f"chunked body larger than {self.max_body} bytes")
+        self._state, self._left = _CHUNK_DATA, size
+        return True
+
+    def _parse_chunk_data(self):
+        buf, pos = self._buf, self._pos
+        take = min(len(buf) - pos, self._left)
+        if take:
+            self._parts.append(bytes(buf[pos:pos + take]))
+            self._pos = pos + take
+            self._left -= take
+        if self._left:
+            return False
+        self._state = _CHUNK_END
+        return True
+
+    def _parse_chunk_end(self):
+        pos = self._pos
+        crlf = bytes(self._buf[pos:pos + 2])
+        if crlf != b"\r\n"[:len(crlf)]:
+            raise HTTPError(400, "chunk data not followed by CRLF")
+        if len(crlf) < 2:
+            return False
+        self._pos = pos + 2
+        self._state = _CHUNK_SIZE
+        return True
+
+    def _parse_trailer(self):
+        line = self._line(MAX_LINE, 431)
+        if line is None:
+            return False
+        if not line:
+            request = self._request
+            request.body = b"".join(self._parts)
+            self._parts = []
+            self._done(request)
+            return True
+        if self._trailers == MAX_FIELDS:
+            raise HTTPError(431, f"more than {MAX_FIELDS} trailer fields")
+        _parse_trailer_field(line)
+        self._trailers += 1
+        return True
+
+
+def request_environ(request, base_environ, wsgi_input, content_length, client_address):
+    """The request's part of the environ (PEP 3333), on a copy of the
+    server's base_environ: the CGI keys, HTTP_* for each field, wsgi.input.
+
+    CONTENT_LENGTH is the body's length whenever the request has a body
+    (a chunked one is decoded by then); HTTP_TRANSFER_ENCODING stays, as
+    sent, and wsgi.input_terminated says that wsgi.input ends where the
+    body does (without it Werkzeug ignores CONTENT_LENGTH when the field
+    says chunked, and a Flask app reads an empty body).
+    """
+    environ = base_environ.copy()
+    environ["REQUEST_METHOD"] = request.method
+    environ["PATH_INFO"] = request.path
+    environ["QUERY_STRING"] = request.query
+    environ["SERVER_PROTOCOL"] = request.version
+    environ["REMOTE_ADDR"] = str(client_address[0])
+    environ["REMOTE_PORT"] = str(client_address[1])
+    environ["wsgi.input"] = wsgi_input
+    environ["wsgi.input_terminated"] = True
+    if request.content_length is not None or request.chunked:
+        environ["CONTENT_LENGTH"] = str(content_length)
+    for name, value in request.headers:
+        if "_" in name:
+            continue  # X_Forwarded would pose as X-Forwarded: leave it out
+        key = name.upper().replace("-", "_")
+        if key == "CONTENT_TYPE":  # several are refused unless all the same
+            environ["CONTENT_TYPE"] = value
+            continue
+        if key == "CONTENT_LENGTH":
+            continue  # set above, from the body
+        key = "HTTP_" + key
+        if key in environ:
+            joiner = "; " if key == "HTTP_COOKIE" else ", "
+            environ[key] = environ[key] + joiner + value
+        else:
+            environ[key] = value
+    if request.authority is not None:  # absolute-form target wins over Host
+        environ["HTTP_HOST"] = request.authority
+    return environ
 
 
 class InputStream:
@@ -760,35 +1203,8 @@ class WSGIConnection:
 
     def get_environ(self):
         """The environ dictionary: PEP 3333's CGI and wsgi.* keys."""
-        request = self.request
-        environ = self.server.base_environ.copy()
-        environ["REQUEST_METHOD"] = request.method
-        environ["PATH_INFO"] = request.path
-        environ["QUERY_STRING"] = request.query
-        environ["SERVER_PROTOCOL"] = request.version
-        environ["REMOTE_ADDR"] = str(self.client_address[0])
-        environ["REMOTE_PORT"] = str(self.client_address[1])
-        environ["wsgi.input"] = self.input
-        if request.content_length is not None or request.chunked:
-            environ["CONTENT_LENGTH"] = str(self.input.length)
-        for name, value in request.headers:
-            if "_" in name:
-                continue  # X_Forwarded would pose as X-Forwarded: leave it out
-            key = name.upper().replace("-", "_")
-            if key == "CONTENT_TYPE":
-                environ["CONTENT_TYPE"] = value
-                continue
-            if key in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):
-                continue  # the body is framed by CONTENT_LENGTH alone now
-            key = "HTTP_" + key
-            if key in environ:
-                joiner = "; " if key == "HTTP_COOKIE" else ", "
-                environ[key] = environ[key] + joiner + value
-            else:
-                environ[key] = value
-        if request.authority is not None:  # absolute-form target wins over Host
-            environ["HTTP_HOST"] = request.authority
-        return environ
+        return request_environ(self.request, self.server.base_environ, self.input,
+                               self.input.length, self.client_address)
 
     def start_response(self, status, response_headers, exc_info=None):
         """Record status and headers; return write(). PEP 3333's rules."""

@@ -4,6 +4,7 @@ article's 1024-byte server got wrong). Runs on the host: no Docker needed.
 """
 
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -23,7 +25,14 @@ ROOT = Path(__file__).resolve().parents[2]
 PART2 = ROOT / "services" / "part2"
 sys.path.insert(0, str(PART2))
 
-import wsgicore  # noqa: E402
+if os.environ.get("WSGICORE"):  # the parser tests against another wsgicore.py, e.g.
+    # git show HEAD~3:services/part2/wsgicore.py > /tmp/old.py; WSGICORE=/tmp/old.py pytest -k finding
+    _spec = importlib.util.spec_from_file_location("wsgicore", os.environ["WSGICORE"])
+    wsgicore = importlib.util.module_from_spec(_spec)
+    sys.modules["wsgicore"] = wsgicore
+    _spec.loader.exec_module(wsgicore)
+else:
+    import wsgicore  # noqa: E402
 
 # --------------------------------------------------------------------------
 # helpers: a server process with deadlines, and a raw HTTP client
@@ -177,8 +186,8 @@ def test_parser_reads_a_full_head():
     assert ("X-Many", "1") in req.headers and ("x-many", "2") in req.headers
 
 
-def test_parser_accepts_leading_empty_lines_absolute_form_and_options_star():
-    assert parse(b"\r\n\r\nGET / HTTP/1.0\r\n\r\n").path == "/"
+def test_parser_accepts_one_leading_empty_line_absolute_form_and_options_star():
+    assert parse(b"\r\nGET / HTTP/1.0\r\n\r\n").path == "/"
     req = parse(b"GET http://example.org:81/p?q HTTP/1.1\r\nHost: other\r\n\r\n")
     assert (req.authority, req.path, req.query) == ("example.org:81", "/p", "q")
     assert parse(b"OPTIONS * HTTP/1.1\r\n\r\n").path == "*"
@@ -214,7 +223,8 @@ def test_parser_accepts_repeated_equal_content_length(content_length):
 
 
 def test_chunked_decoding_with_extensions_and_trailers():
-    body = b"4;ext=1\r\nWiki\r\n5 \r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Trailer: t\r\n\r\n"
+    body = (b"4;ext=1\r\nWiki\r\n5 ; a = \"q \\\" s\" ;b\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n"
+            b"0\r\nX-Trailer: t\r\n\r\n")
     file, length = wsgicore.read_chunked_body(io.BytesIO(body))
     assert (file.read(), length) == (b"Wikipedia in\r\n\r\nchunks.", 23)
 
@@ -272,6 +282,340 @@ def test_input_stream_calls_the_continue_callback_once_on_first_read():
     stream.read(2)
     stream.read(2)
     assert calls == [1]
+
+
+# --------------------------------------------------------------------------
+# 1b. the findings of issue 9 (HTTP conformance), one test each. Each failed
+#     on the wsgicore before the fix: WSGICORE=<old wsgicore.py> -k finding
+# --------------------------------------------------------------------------
+
+
+def serve_once(data, app):
+    """One request through BaseWSGIServer.handle_one_request on a real
+    socket, in-process: returns the raw response."""
+    server = wsgicore.BaseWSGIServer(("127.0.0.1", 0), request_timeout=5.0)
+    server.set_app(app)
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as client:
+            conn, address = server.listen_socket.accept()
+            worker = threading.Thread(target=server.handle_one_request, args=(conn, address))
+            worker.start()
+            client.sendall(data)
+            client.shutdown(socket.SHUT_WR)
+            raw = read_all(client)
+            worker.join(10)
+    finally:
+        server.server_close()
+    return raw
+
+
+def environ_and_body(data):
+    """The environ and the body an application gets for these bytes."""
+    seen = {}
+
+    def app(environ, start_response):
+        seen["environ"] = dict(environ)
+        seen["body"] = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    raw = serve_once(data, app)
+    assert b" 200 " in raw.split(b"\r\n", 1)[0], raw[:300]
+    return seen["environ"], seen["body"]
+
+
+CHUNKED_FORM = (b"POST /form HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n\r\n"
+                b"3\r\na=1\r\n5\r\n&b=22\r\n0\r\n\r\n")
+
+
+def test_finding_chunked_request_keeps_transfer_encoding_with_content_length():
+    environ, body = environ_and_body(CHUNKED_FORM)
+    assert body == b"a=1&b=22"
+    assert environ["HTTP_TRANSFER_ENCODING"] == "chunked"
+    assert environ["CONTENT_LENGTH"] == "8"
+    assert environ["wsgi.input_terminated"] is True
+
+
+@pytest.mark.parametrize("spec, path", [
+    ("flaskapp:app", b"/form"), ("pyramidapp:app", b"/form"), ("djangoapp:app", b"/upload")])
+def test_the_frameworks_read_a_chunked_body(spec, path):
+    # Werkzeug reads CONTENT_LENGTH only with wsgi.input_terminated when the
+    # field says chunked; Django and WebOb read CONTENT_LENGTH
+    module_name, _, name = spec.partition(":")
+    app = getattr(pytest.importorskip(module_name), name)
+    raw = serve_once(CHUNKED_FORM.replace(b"/form", path), app)
+    response = Response(raw)
+    assert response.status == 200, raw[:500]
+    assert response.json() == {"fields": 2, "bytes": 5}
+
+
+def refused(data, chunked_body=None):
+    """The status read_request (and read_chunked_body) refuse data with."""
+    with pytest.raises(wsgicore.HTTPError) as err:
+        if chunked_body is None:
+            parse(data)
+        else:
+            wsgicore.read_chunked_body(io.BytesIO(chunked_body))
+    return err.value.status
+
+
+def test_finding_userinfo_in_an_absolute_form_target_is_refused():
+    # RFC 9110 section 4.2.4: a recipient SHOULD treat userinfo as an error
+    assert refused(b"GET http://user:pass@example.org:8080/x HTTP/1.1\r\nHost: e\r\n\r\n") == 400
+
+
+def test_finding_chunk_size_with_whitespace_and_no_extension_is_refused():
+    # RFC 9112 section 7.1: BWS is allowed before ';' only
+    assert refused(None, b"3\r\nabc\r\n0 \r\n\r\n") == 400
+    assert refused(None, b"3 \r\nabc\r\n0\r\n\r\n") == 400
+    assert wsgicore.read_chunked_body(io.BytesIO(b"3 ;x\r\nabc\r\n0\r\n\r\n"))[1] == 3
+
+
+@pytest.mark.parametrize("target", [b"/caf\xc3\xa9", b"/a?q=\xff", b"/\x80"])
+def test_finding_non_ascii_bytes_in_the_target_are_refused(target):
+    # RFC 9112 section 3: an invalid request-line gets 400
+    assert refused(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n") == 400
+
+
+@pytest.mark.parametrize("name", [b"Content-Length", b"Host", b"Transfer-Encoding", b"content-type"])
+def test_finding_framing_and_routing_fields_in_a_trailer_are_refused(name):
+    # RFC 9110 section 6.5.1
+    assert refused(None, b"3\r\nabc\r\n0\r\n" + name + b": 5\r\n\r\n") == 400
+
+
+def test_finding_two_empty_lines_before_the_request_line_are_refused():
+    # RFC 9112 section 2.2 asks a server to ignore at least one; one it is
+    assert parse(b"\r\nGET / HTTP/1.1\r\n\r\n").method == "GET"
+    assert refused(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n") == 400
+    assert refused(b"\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n") == 400
+
+
+def test_finding_two_differing_content_type_fields_are_refused():
+    # RFC 9110 section 5.3: Content-Type is a singleton field
+    head = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nContent-Type: text/plain\r\n"
+    assert refused(head + b"Content-Type: application/json\r\n\r\n") == 400
+    assert parse(head + b"Content-Type: text/plain\r\n\r\n").method == "POST"
+
+
+# --------------------------------------------------------------------------
+# 1c. RequestParser: the same grammar, fed bytes as they arrive
+# --------------------------------------------------------------------------
+
+needs_parser = pytest.mark.skipif(not hasattr(wsgicore, "RequestParser"),
+                                  reason="this wsgicore has no RequestParser")
+
+VALID_REQUESTS = [
+    (b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8888\r\nUser-Agent: curl/8\r\nAccept: */*\r\n\r\n", b""),
+    (b"POST /echo?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Type: a/b\r\n\r\nhello",
+     b"hello"),
+    (b"POST /e HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5;e=1\r\nhello\r\n1\r\n!\r\n0\r\nT: 1\r\n\r\n", b"hello!"),
+    (b"\r\nGET http://example.org:81/a%20b?q HTTP/1.0\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n", b""),
+    (b"OPTIONS * HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n", b""),
+    (b"GET /x HTTP/1.1\r\nX-Empty:\r\nX-Spaces:  a  b \t\r\nX-Obs: caf\xe9\r\n\r\n", b""),
+]
+
+
+def same_request(got, want):
+    for name in ("method", "path", "query", "version", "headers", "content_length", "chunked",
+                 "expect_continue", "authority", "request_line"):
+        assert getattr(got, name) == getattr(want, name), name
+
+
+def blocking_read(data):
+    """read_request and a chunked body, as WSGIConnection reads them."""
+    rfile = io.BytesIO(data)
+    request = wsgicore.read_request(rfile)
+    if request.chunked:
+        body = wsgicore.read_chunked_body(rfile)[0].read()
+    else:
+        body = rfile.read(request.content_length or 0)
+    return request, body
+
+
+@needs_parser
+@pytest.mark.parametrize("data, body", VALID_REQUESTS)
+def test_feeding_all_at_once_or_byte_by_byte_gives_what_read_request_gives(data, body):
+    want, want_body = blocking_read(data)
+    assert want_body == body
+    for pieces in ([data], [data[i:i + 1] for i in range(len(data))],
+                   [data[:len(data) // 2], data[len(data) // 2:]]):
+        parser = wsgicore.RequestParser()
+        got = None
+        for piece in pieces:
+            assert got is None  # nothing complete before the last byte
+            parser.feed(piece)
+            got = parser.next_request()
+        same_request(got, want)
+        assert got.body == body
+        assert parser.next_request() is None and parser.idle
+
+
+@needs_parser
+def test_the_fast_path_and_the_line_by_line_path_agree():
+    # all at once takes _parse_head_block; a byte at a time never does
+    for data, _ in VALID_REQUESTS:
+        whole, drip = wsgicore.RequestParser(), wsgicore.RequestParser()
+        whole.feed(data)
+        for i in range(len(data)):
+            drip.feed(data[i:i + 1])
+        same_request(whole.next_request(), drip.next_request())
+
+
+@needs_parser
+def test_pipelined_requests_come_out_one_after_another():
+    data = b"".join(request for request, _ in VALID_REQUESTS)
+    parser = wsgicore.RequestParser()
+    parser.feed(data)
+    got = []
+    while (request := parser.next_request()) is not None:
+        got.append((request.method, request.body))
+    assert got == [(blocking_read(r)[0].method, body) for r, body in VALID_REQUESTS]
+    assert parser.idle
+    parser.feed_eof()  # idle: a clean close
+
+
+@needs_parser
+def test_a_bad_request_behind_good_ones_is_raised_after_they_were_handed_out():
+    parser = wsgicore.RequestParser()
+    parser.feed(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/9.9\r\n\r\n")
+    assert parser.next_request().path == "/1"
+    assert parser.next_request().path == "/2"
+    with pytest.raises(wsgicore.HTTPError) as err:
+        parser.next_request()
+    assert err.value.status == 505
+    assert err.value.request_line == "GET /3 HTTP/9.9"
+    with pytest.raises(wsgicore.HTTPError):  # dead from now on
+        parser.feed(b"GET / HTTP/1.1\r\n\r\n")
+
+
+@needs_parser
+def test_an_error_is_raised_by_feed_as_soon_as_the_input_is_known_bad():
+    parser = wsgicore.RequestParser()
+    parser.feed(b"GET / HTTP/1.1\r\nHost: h\r\n")
+    with pytest.raises(wsgicore.HTTPError) as err:
+        parser.feed(b"Bad Field\r\n")  # the head is not complete yet
+    assert err.value.status == 400
+    parser = wsgicore.RequestParser()
+    with pytest.raises(wsgicore.HTTPError):
+        parser.feed(b"GET / HTTP/1.1\n")  # a bare LF, at once
+
+
+@needs_parser
+def test_idle_pending_and_feed_eof():
+    parser = wsgicore.RequestParser()
+    assert parser.idle
+    parser.feed_eof()  # nothing was sent: a clean close
+    parser = wsgicore.RequestParser()
+    parser.feed(b"\r\n")  # the one empty line RFC 9112 section 2.2 lets us ignore
+    assert parser.idle
+    parser.feed(b"GE")
+    assert not parser.idle
+    with pytest.raises(wsgicore.HTTPError) as err:
+        parser.feed_eof()
+    assert err.value.status == 400
+    parser = wsgicore.RequestParser()
+    parser.feed(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nab")
+    assert parser.next_request() is None and not parser.idle
+    assert parser.pending.expect_continue  # time to send 100 Continue
+    with pytest.raises(wsgicore.HTTPError, match="2 of 4 body bytes"):
+        parser.feed_eof()
+    parser = wsgicore.RequestParser()
+    parser.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab")
+    with pytest.raises(wsgicore.HTTPError, match="chunked"):
+        parser.feed_eof()
+    parser = wsgicore.RequestParser()
+    parser.feed(b"GET / HTTP/1.1\r\n\r\n")
+    parser.feed_eof()  # a complete request, then the peer's half-close
+    assert parser.next_request().path == "/"
+    assert parser.next_request() is None
+
+
+@needs_parser
+@pytest.mark.parametrize("head, keep_alive", [
+    (b"GET / HTTP/1.1\r\n\r\n", True),
+    (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", False),
+    (b"GET / HTTP/1.1\r\nConnection: Upgrade, Close\r\n\r\n", False),
+    (b"GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", True),
+    (b"GET / HTTP/1.0\r\n\r\n", False),
+    (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", True),
+    (b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", False),
+])
+def test_keep_alive(head, keep_alive):
+    parser = wsgicore.RequestParser()
+    parser.feed(head)
+    assert parser.next_request().keep_alive is keep_alive
+    assert parse(head).keep_alive is keep_alive
+
+
+def fed_status(data, max_body=None, pieces=1):
+    """Feed data (in `pieces` parts), then EOF: the HTTPError status, or None."""
+    parser = wsgicore.RequestParser() if max_body is None else wsgicore.RequestParser(max_body)
+    step = max(1, -(-len(data) // pieces))
+    try:
+        for start in range(0, len(data), step):
+            parser.feed(data[start:start + step])
+            while parser.next_request() is not None:
+                pass
+        parser.feed_eof()
+    except wsgicore.HTTPError as err:
+        return err.status
+    return None
+
+
+@needs_parser
+@pytest.mark.parametrize("pieces", [1, 7, 1000])
+def test_each_limit_through_the_feed_api(pieces):
+    limit = wsgicore.MAX_LINE
+    line = b"GET /" + b"a" * (limit - len(b"GET / HTTP/1.1")) + b" HTTP/1.1"
+    assert fed_status(line + b"\r\n\r\n", pieces=pieces) is None
+    assert fed_status(line[:5] + b"a" + line[5:] + b"\r\n\r\n", pieces=pieces) == 414
+    field = b"X: " + b"v" * (limit - 3)
+    assert fed_status(b"GET / HTTP/1.1\r\n" + field + b"\r\n\r\n", pieces=pieces) is None
+    assert fed_status(b"GET / HTTP/1.1\r\n" + field + b"v\r\n\r\n", pieces=pieces) == 431
+    fields = b"".join(b"X-%d: v\r\n" % i for i in range(wsgicore.MAX_FIELDS))
+    assert fed_status(b"GET / HTTP/1.1\r\n" + fields + b"\r\n", pieces=pieces) is None
+    assert fed_status(b"GET / HTTP/1.1\r\n" + fields + b"Y: 1\r\n\r\n", pieces=pieces) == 431
+    assert fed_status(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n", pieces=pieces) == 400
+    chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ext = b";" + b"e" * (wsgicore.MAX_CHUNK_LINE - 2)
+    assert fed_status(chunked + b"1" + ext + b"\r\nx\r\n0\r\n\r\n", pieces=pieces) is None
+    assert fed_status(chunked + b"1" + ext + b"e\r\nx\r\n0\r\n\r\n", pieces=pieces) == 400
+    trailers = b"".join(b"T-%d: v\r\n" % i for i in range(wsgicore.MAX_FIELDS))
+    assert fed_status(chunked + b"0\r\n" + trailers + b"\r\n", pieces=pieces) is None
+    assert fed_status(chunked + b"0\r\n" + trailers + b"U: 1\r\n\r\n", pieces=pieces) == 431
+    assert fed_status(chunked + b"10\r\n" + b"x" * 16 + b"\r\n0\r\n\r\n", 16, pieces) is None
+    assert fed_status(chunked + b"10\r\n" + b"x" * 16 + b"\r\n1\r\ny\r\n0\r\n\r\n", 16, pieces) == 413
+    length = b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n"
+    assert fed_status(length % 16 + b"x" * 16, 16, pieces) is None
+    assert fed_status(length % 17 + b"x" * 17, 16, pieces) == 413
+
+
+@needs_parser
+def test_limits_are_enforced_before_the_line_is_complete():
+    # a client that never sends the CRLF is refused once the line is too long
+    for prefix, status in ((b"", 414), (b"GET / HTTP/1.1\r\n", 431),
+                           (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 400)):
+        parser = wsgicore.RequestParser()
+        parser.feed(prefix)
+        with pytest.raises(wsgicore.HTTPError) as err:
+            for _ in range(10):
+                parser.feed(b"a" * 1000)
+        assert err.value.status == status
+
+
+@needs_parser
+def test_a_drip_fed_large_body_is_not_quadratic():
+    size = 2 * 1024 * 1024
+    parser = wsgicore.RequestParser()
+    parser.feed(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % size)
+    piece = b"x" * 512
+    started = time.monotonic()
+    for _ in range(size // len(piece)):
+        parser.feed(piece)
+    assert len(parser.next_request().body) == size
+    assert time.monotonic() - started < 5
 
 
 # --------------------------------------------------------------------------
@@ -531,7 +875,7 @@ def test_a_chunked_body_is_decoded_and_framed_by_content_length(server):
     env = fetch(server.port, "POST", "/dump", body=chunked(b"hello"),
                 headers=[("Transfer-Encoding", "chunked")]).json()
     assert env["CONTENT_LENGTH"] == "5"
-    assert "HTTP_TRANSFER_ENCODING" not in env
+    assert env["HTTP_TRANSFER_ENCODING"] == "chunked"  # kept, as sent (issue 9)
 
 
 def test_expect_100_continue_gets_an_interim_response_before_the_body(server):
@@ -787,6 +1131,15 @@ def test_a_malformed_request_gets_an_error_and_the_next_request_is_answered(
     assert response.body.startswith(str(status).encode())
     assert b"<RST>" not in raw
     hello_works(server.port)
+
+
+@needs_parser
+@pytest.mark.parametrize("name, data, status", MALFORMED + HALF_CLOSED,
+                         ids=[case[0] for case in MALFORMED + HALF_CLOSED])
+@pytest.mark.parametrize("pieces", [1, 3])
+def test_request_parser_refuses_each_malformed_request_with_the_same_status(
+        name, data, status, pieces):
+    assert fed_status(data, pieces=pieces) == status
 
 
 def test_at_least_thirty_malformed_cases():
