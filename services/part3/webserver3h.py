@@ -24,6 +24,7 @@ Env:     PORT=8888 (0 picks a free port)  HOST='' (all interfaces)
 """
 
 import errno
+import gc
 import os
 import select
 import signal
@@ -74,6 +75,13 @@ class WSGIServer(wsgicore.BaseWSGIServer):
         never interrupted by a handler); the listen socket is non-blocking,
         so accept() never waits after poll() said there was a connection.
         """
+        # The application is loaded: freeze every object there is into the
+        # collector's permanent generation, so that no collection (in the
+        # parent or a child) walks them and writes to the pages they share.
+        # Measured here (README, "Part 4"): it changes little, about 540
+        # minor page faults per request either way; the fork() itself is
+        # the cost (72% of the parent's time under load, py-spy).
+        gc.freeze()
         self._stopping = False
         self._wakeup_r, self._wakeup_w = os.pipe()
         for fd in (self._wakeup_r, self._wakeup_w):
@@ -140,6 +148,7 @@ class WSGIServer(wsgicore.BaseWSGIServer):
 
     def _become_child(self):
         """Drop what belongs to the parent: its signals, pipe and listen socket."""
+        gc.disable()  # one request and out: a collection would only copy pages
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, signal.SIG_DFL)
