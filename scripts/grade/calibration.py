@@ -1,0 +1,167 @@
+"""The grader graded: the verdicts the stack's own servers must get, in one place.
+
+The article's steps are the calibration: each fails exactly the lessons it has
+not learned yet. `prove` is the part of each row the test suite runs
+(tests/stack/test_grade.py: the stages that tell that step's story, kept
+short so the suite stays under 10 minutes); `grade --calibrate` runs every
+stage of every row and compares. README's matrix is `grade --readme`.
+
+A sleep the article sets to 60 s is lowered (env) where a stage needs the
+step's children or connections to end while it watches; the matrix says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from grade.stages import IDS
+
+P, F, S = "pass", "fail", "skip"
+WSGI_SKIP = {"wsgi-apps": S, "environ": S, "body": S, "parity": S}
+
+
+def _row(base: dict[str, str], **changes: str) -> dict[str, str]:
+    out = dict(base)
+    out.update({k.replace("_", "-"): v for k, v in changes.items()})
+    return out
+
+
+ALL_PASS = {i: P for i in IDS}
+# the article's servers: no APP (the WSGI stages skip), garbage answered 200,
+# SIGTERM kills them (Python's default), slow clients answered after one byte
+ARTICLE = _row(ALL_PASS, **WSGI_SKIP, bad_input=F, slow_clients=S, sigterm=F)
+ITERATIVE = _row(ARTICLE, concurrent=F, burst=F, zombie=S, sigchld=S, eagain=S)
+
+
+@dataclass(frozen=True)
+class Row:
+    service: str
+    step: str                        # what README calls it
+    expect: dict[str, str]           # every stage's verdict
+    prove: tuple[str, ...]           # what the test suite runs
+    env: dict[str, str] = field(default_factory=dict)
+    source: str | None = None        # build from this directory of the checkout
+    image: str | None = None         # ... into this tag (not the user's `yours`)
+    why: str = ""
+
+
+ROWS: list[Row] = [
+    Row("part1", "webserver1", ITERATIVE, ("concurrent", "bad-input", "hello")),
+    Row("part3-iterative", "3a", ITERATIVE, ("concurrent", "eof")),
+    Row("part3-iterative-sleep", "3b", _row(ITERATIVE, eof=F, fd_leak=S, emfile=F),
+        ("concurrent", "eof"), env={"SLEEP": "2"},
+        why="SLEEP=2 (60 in the article): its sleep before the close is what `eof` sees"),
+    Row("part3-fork", "3c", _row(ARTICLE, eof=F, zombie=F, burst=F, eagain=F),
+        ("eof", "zombie", "concurrent"), env={"SLEEP": "2"},
+        why="SLEEP=2 (60 in the article): the children must exit while `zombie` watches"),
+    Row("part3-fork-leaky", "3d", _row(ARTICLE, eof=F, fd_leak=F, zombie=F, burst=F, emfile=F,
+                                       eagain=F),
+        ("eof", "fd-leak", "zombie")),
+    Row("part3-sigchld", "3e", _row(ARTICLE, eof=F, fd_leak=F, zombie=F, sigchld=F, burst=F,
+                                    emfile=F, eagain=F),
+        ("sigchld",), env={"SLEEP": "2"},
+        why="SLEEP=2 (3 in the article's file)"),
+    Row("part3-eintr", "3f", _row(ARTICLE, burst=F, eagain=F), ("burst", "zombie", "sigchld")),
+    Row("part3-waitpid", "3g", _row(ARTICLE, eagain=F),
+        ("concurrent", "eof", "fd-leak", "zombie", "sigchld", "burst")),
+    Row("part2-wsgi", "webserver2", _row(ALL_PASS, concurrent=F, burst=F, slow_clients=F,
+                                         zombie=S, sigchld=S, eagain=S),
+        ("wsgi-apps", "environ", "body", "parity", "concurrent")),
+    Row("part3-wsgi-wsgi", "webserver3h", ALL_PASS, tuple(IDS)),
+    Row("gunicorn-wsgi", "gunicorn (2 sync workers)",
+        _row(ALL_PASS, slow_clients=F, zombie=S, sigchld=S, eagain=S),
+        ("slow-clients", "eagain", "emfile", "bad-input"),
+        why="eagain skips: sync workers never fork per connection (the arbiter forks only to "
+            "replace a worker), so fork() cannot run out under this load"),
+    Row("busybox", "busybox httpd (C)", _row(ALL_PASS, **WSGI_SKIP), ("hello", "concurrent",
+                                                                       "zombie", "burst")),
+    Row("yours", "the starter (services/yours)",
+        _row(ALL_PASS, body=F, parity=F, concurrent=F, burst=F, bad_input=F, slow_clients=F,
+             sigterm=F, zombie=S, sigchld=S, eagain=S),
+        ("hello", "http", "wsgi-apps", "environ", "concurrent", "slow-clients"),
+        source="services/yours", image="lsbaws/yours-starter:dev"),
+    Row("part4-prefork-wsgi", "webserver4a (pre-forked)",
+        _row(ALL_PASS, slow_clients=F, zombie=S, sigchld=S, eagain=S), ("slow-clients",)),
+    Row("part4-evloop-wsgi", "webserver4b (event loops)",
+        _row(ALL_PASS, zombie=S, sigchld=S, eagain=S), ("slow-clients", "concurrent")),
+]
+
+BY_SERVICE = {r.service: r for r in ROWS}
+SHORT = {"wsgi-apps": "apps", "environ": "env", "concurrent": "conc", "fd-leak": "fds",
+         "zombie": "zomb", "sigchld": "chld", "bad-input": "bad", "slow-clients": "slow",
+         "emfile": "emfile", "eagain": "eagain", "sigterm": "term", "parity": "parity",
+         "hello": "hello", "http": "http", "body": "body", "eof": "eof", "burst": "burst"}
+CELL = {P: "✓", F: "**✗**", S: "–"}
+
+
+def readme_matrix() -> str:
+    """The matrix README prints under "The article's servers, graded"."""
+    head = "| server | " + " | ".join(f"`{SHORT[i]}`" for i in IDS) + " |"
+    rows = [head, "|---|" + "---|" * len(IDS)]
+    for r in ROWS:
+        name = f"{r.service} ({r.step})" + (" " + " ".join(f"{k}={v}" for k, v in r.env.items())
+                                             if r.env else "")
+        rows.append(f"| {name} | " + " | ".join(CELL[r.expect[i]] for i in IDS) + " |")
+    notes = [f"- {r.service}: {r.why}" for r in ROWS if r.why]
+    legend = ("✓ pass, **✗** FAIL, – skip (the check cannot be made on that server, and the "
+              "evidence says why). Columns: " + ", ".join(f"`{SHORT[i]}` {i}" for i in IDS
+                                                         if SHORT[i] != i) + ".")
+    return "\n".join(rows + ["", legend, ""] + notes)
+
+
+def differences(row: Row, got: dict) -> list[str]:
+    """'stage: expected X, got Y (evidence)' for each verdict that differs."""
+    return [f"{row.service} {i}: expected {row.expect[i]}, got {r.verdict} ({r.evidence})"
+            for i, r in got.items() if r.verdict != row.expect[i]]
+
+
+def calibrate(engine, full: bool = False, only: list[str] | None = None, jobs: int = 2,
+              rows_at_once: int = 2, say=print) -> int:
+    """Grade every row (the stages it proves, or all with `full`), print the
+    verdicts against the expected ones and the time per row; 1 if any differs."""
+    import threading
+    import time
+
+    from instrument.copies import Copies
+
+    from grade.checks import Ctx
+    from grade.runner import Progress, run
+    from grade.target import resolve
+
+    copies = Copies(engine)
+    copies.sweep()
+    rows = [r for r in ROWS if not only or r.service in only]
+    out: dict[str, tuple[dict, float, str]] = {}
+    slots = threading.Semaphore(rows_at_once)
+
+    def one(row):
+        with slots:
+            t0 = time.monotonic()
+            try:
+                target = resolve(engine, row.service, row.env, say=lambda _: None,
+                                 source=row.source, image=row.image)
+                got = run(Ctx(target, copies), list(IDS if full else row.prove),
+                          Progress(row.service, 0, enabled=False), jobs)
+                out[row.service] = (got, time.monotonic() - t0, "")
+            except Exception as error:  # noqa: BLE001 - reported in its row
+                out[row.service] = ({}, time.monotonic() - t0, f"{type(error).__name__}: {error}")
+            say(f"calibrate: {row.service} graded in {out[row.service][1]:.0f} s")
+
+    threads = [threading.Thread(target=one, args=(r,)) for r in rows]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        copies.remove_all()
+    status = 0
+    for row in rows:
+        got, seconds, error = out[row.service]
+        cells = " ".join(f"{SHORT[i]}={'.' if i not in got else got[i].verdict[0].upper()}"
+                         for i in IDS)
+        say(f"{row.service:<24} {seconds:4.0f} s  {error or cells}")
+        for line in differences(row, got) if not error else [error]:
+            status = 1
+            say(f"  DIFFERS {line}")
+    return status
