@@ -152,14 +152,19 @@ class Service:
             self._container = found
         return self._container
 
+    def _on(self, action):
+        """action(container); once more with a fresh look-up if compose has
+        re-created the container meanwhile (`up -d` after a build)."""
+        try:
+            return action(self.container)
+        except self.engine.docker.errors.NotFound:
+            self._container = None
+            return action(self.container)
+
     # ---------------------------------------------------------------- state
 
     def state(self) -> dict:
-        try:
-            self.container.reload()
-        except self.engine.docker.errors.NotFound:  # re-created by compose meanwhile
-            self._container = None
-            self.container.reload()
+        self._on(lambda c: c.reload())
         return self.container.attrs["State"]
 
     def running(self) -> bool:
@@ -175,7 +180,7 @@ class Service:
         when it cannot run (the container is not running, out of processes)."""
         try:
             kwargs = {"user": user} if user else {}
-            code, out = self.container.exec_run(cmd, **kwargs)
+            code, out = self._on(lambda c: c.exec_run(cmd, **kwargs))
         except self.engine.docker.errors.APIError:
             return None, ""
         return code, out.decode("utf-8", "replace")
@@ -188,7 +193,7 @@ class Service:
         return out
 
     def exec_detached(self, cmd) -> None:
-        self.container.exec_run(cmd, detach=True)
+        self._on(lambda c: c.exec_run(cmd, detach=True))
 
     def look(self, pid: int | None = None) -> procs.Look | None:
         """One exec (procs.PROBE): process table, TCP table, the server's
@@ -266,7 +271,7 @@ class Service:
         """The output since the container's last start (the engine keeps older runs)."""
         started = docker_time(self.state()["StartedAt"])
         out = []
-        raw = self.container.logs(timestamps=True).decode("utf-8", "replace")
+        raw = self._on(lambda c: c.logs(timestamps=True)).decode("utf-8", "replace")
         for line in raw.splitlines():
             stamp, _, text = line.partition(" ")
             if docker_time(stamp) >= started:
@@ -295,14 +300,14 @@ class Service:
     def restart(self, timeout: float = 60) -> procs.Proc:
         """Restart afresh (an exited container too); wait, without connecting,
         until the server process is up and LISTENs on 8888. Returns the server."""
-        self.container.restart(timeout=2)
+        self._on(lambda c: c.restart(timeout=2))
         return self._wait_ready(timeout, "come back after a restart")
 
     def ensure_up(self, timeout: float = 60) -> procs.Proc:
         """Up and listening: a stopped or exited container is started, one that
         is still starting (Django takes a moment) is waited for. Returns the server."""
         if not self.running():
-            self.container.start()
+            self._on(lambda c: c.start())
             return self._wait_ready(timeout, "start")
         if server := poll(self._ready, min(timeout, 20), 0.2):
             return server

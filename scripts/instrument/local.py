@@ -17,6 +17,7 @@ import re
 import resource
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 from instrument import procs
@@ -119,3 +120,26 @@ class LocalServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+UNUSED_UID = 54321  # a uid of its own: RLIMIT_NPROC counts every process of a uid
+
+
+def python_for(uid: int, code: str = "import sys; assert sys.version_info >= (3, 11)",
+               cwd: str = "/") -> tuple[str | None, str]:
+    """A Python that `uid` may run and that runs `code` (as root only: only
+    root may switch uids). Returns (the interpreter or None, why not)."""
+    if os.geteuid() != 0:
+        return None, "not root: cannot run a process as another uid"
+    problems = []
+    for python in dict.fromkeys([sys.executable, "/usr/local/bin/python3", "/usr/bin/python3"]):
+        try:
+            probe = subprocess.run([python, "-c", code], cwd=cwd, capture_output=True,
+                                   timeout=30, user=uid, group=uid, extra_groups=[])
+        except (OSError, subprocess.SubprocessError) as error:
+            problems.append(f"{python}: {error}")
+            continue
+        if probe.returncode == 0:
+            return python, ""
+        problems.append(f"{python}: {probe.stderr.decode(errors='replace').strip()[-80:]}")
+    return None, "; ".join(problems)

@@ -193,6 +193,12 @@ class Reply:
     def body(self) -> bytes:
         return self.response().body
 
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.response().header(name, default)
+
+    def json(self):
+        return self.response().json()
+
     def finish(self, timeout: float) -> Reply:
         """Read on after `until` matched: until EOF, a reset or `timeout` more
         seconds (then timed_out). Closes the socket."""
@@ -376,3 +382,14 @@ def burst(host: str, port: int, n: int, data: bytes, timeout: float = 10.0, unti
         t.join(timeout + 15)
     return [r or Reply(error="thread did not finish") for r in replies]
 
+
+
+def finish_all(replies: list[Reply], timeout: float) -> list[Reply]:
+    """Reply.finish for every kept-open reply at once (threads): each ends
+    with an EOF, a reset or a timeout after `timeout` s."""
+    threads = [threading.Thread(target=r.finish, args=(timeout,), daemon=True) for r in replies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + 5)
+    return replies

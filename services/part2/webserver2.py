@@ -17,6 +17,7 @@ Env:     PORT=8888 (0 picks a free port)  HOST='' (all interfaces)
 
 import errno
 import os
+import select
 import signal
 import sys
 import time
@@ -31,30 +32,47 @@ class WSGIServer(wsgicore.BaseWSGIServer):
     multiprocess = False  # one process, one request at a time
 
     def serve_forever(self):
-        self._busy = self._stopping = False
-        signal.signal(signal.SIGTERM, self._on_sigterm)
+        """Accept, serve, repeat. SIGTERM (docker stop) only sets a flag: the
+        request in hand is always finished, then the loop ends and the
+        server exits 0. signal.set_wakeup_fd() writes a byte into a pipe for
+        the signal, so the wait for the next client (select on the listen
+        socket and that pipe) ends at once, as in webserver3h."""
+        self._stopping = False
+        wakeup_r, wakeup_w = os.pipe()
+        for fd in (wakeup_r, wakeup_w):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(wakeup_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._request_stop)
         listen_socket = self.listen_socket
-        while not self._stopping:
-            try:
-                # New client connection
-                client_connection, client_address = listen_socket.accept()
-            except OSError as err:
-                if err.errno not in wsgicore.RESOURCE_ERRNOS and err.errno != errno.ECONNABORTED:
-                    raise
-                wsgicore.log(f"{PROG}: accept() failed: {err}; trying again in 0.1 s")
-                time.sleep(0.1)
-                continue
-            self._busy = True
-            # Handle one request and close the client connection. Then
-            # loop over to wait for another client connection
-            self.handle_one_request(client_connection, client_address)
-            self._busy = False
+        listen_socket.setblocking(False)
+        try:
+            while not self._stopping:
+                ready, _, _ = select.select([listen_socket, wakeup_r], [], [])
+                if wakeup_r in ready:
+                    os.read(wakeup_r, 512)
+                    continue  # the loop condition sees a SIGTERM
+                try:
+                    # New client connection
+                    client_connection, client_address = listen_socket.accept()
+                except BlockingIOError:  # the client went away meanwhile
+                    continue
+                except OSError as err:
+                    if (err.errno not in wsgicore.RESOURCE_ERRNOS
+                            and err.errno != errno.ECONNABORTED):
+                        raise
+                    wsgicore.log(f"{PROG}: accept() failed: {err}; trying again in 0.1 s")
+                    time.sleep(0.1)
+                    continue
+                # Handle one request and close the client connection. Then
+                # loop over to wait for another client connection
+                self.handle_one_request(client_connection, client_address)
+        finally:
+            signal.set_wakeup_fd(-1)
+            os.close(wakeup_r)
+            os.close(wakeup_w)
 
-    def _on_sigterm(self, signum, frame):
-        """docker stop: finish the request in hand, then exit 0."""
-        self._stopping = True
-        if not self._busy:
-            raise SystemExit(0)
+    def _request_stop(self, signum, frame):
+        self._stopping = True  # the wakeup pipe gets the loop out of select()
 
 
 def make_server(server_address, application, request_queue_size=None, request_timeout=10.0):

@@ -14,10 +14,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from stackkit import ROOT, restart_quietly
 
+ROOT = Path(__file__).resolve().parents[2]
 LAB_ENV = {**os.environ, "PYTHONPATH": str(ROOT / "scripts"), "COLUMNS": "120"}
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -28,11 +29,11 @@ def lab(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def leaky(stack):
-    yield stack["part3-fork-leaky"]
+def leaky(engine):
+    yield engine.service("part3-fork-leaky")
     # the lab leaves the zombies it made for the learner to see
     for name in ("part3-fork-leaky", "part3-eintr"):
-        restart_quietly(stack[name])
+        engine.service(name).restart()
 
 
 @pytest.mark.timeout(600)
@@ -68,6 +69,8 @@ def test_lab_run_unknown_experiment_lists_the_valid_ones():
 
 @pytest.mark.timeout(900)
 def test_lab_report_on_a_reduced_set_holds_charts_and_verdicts(leaky, tmp_path):
+    """Into a fresh directory: nothing the user's own runs left in reports/
+    (a bench.json) is read."""
     result = lab("report", "--only", "zombie-one-request,zombies-under-load", "--points", "1,16",
                  "--out", str(tmp_path), timeout=840)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

@@ -10,7 +10,7 @@ import hashlib
 import json
 
 import pytest
-from stackkit import fetch
+from instrument import wire
 
 HOST = "part2-wsgi"
 
@@ -37,15 +37,15 @@ def _request(method, target, headers=(), body=b""):
 
 
 def _json_reply(data):
-    reply = fetch(HOST, data, None, timeout=10)
-    assert not reply.error, reply.error
+    reply = wire.exchange(HOST, data=data, timeout=10)
+    assert reply.eof, reply.summary()
     assert reply.status == 200, reply.data[:300]
     return json.loads(reply.body)
 
 
 @pytest.fixture(scope="module")
-def environ(stack):
-    stack[HOST].ensure_running()
+def environ(up):
+    up(HOST)
     return _json_reply(_request("GET", "/environ?lesson=2&claim=9",
                                 ["X-Lsbaws-Probe: forty-two", "User-Agent: lsbaws-tests"]))
 
@@ -67,10 +67,10 @@ def test_c9_wsgi_input_and_errors_are_streams_not_values(environ):
     assert "TextIO" in environ["wsgi.errors"]["type"] or "StringIO" in environ["wsgi.errors"]["type"]
 
 
-def test_c9_wsgi_input_is_the_request_body(stack):
+def test_c9_wsgi_input_is_the_request_body(up):
     """wsgi.input really is a binary stream holding the body: the app reads it
     and reports its length and sha256."""
-    stack[HOST].ensure_running()
+    up(HOST)
     body = bytes(range(256)) * 300 + b"end"
     got = _json_reply(_request("POST", "/echo", ["Content-Type: application/octet-stream"], body))
     assert got == {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()}

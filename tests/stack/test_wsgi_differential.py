@@ -1,4 +1,5 @@
-"""Issue 4: our WSGI servers answer like gunicorn, request by request.
+"""Our WSGI servers answer like gunicorn, request by request; and under
+wsgiref.validate.
 
 Every case below goes to gunicorn-<app> (gunicorn 23, 2 sync workers, the
 yardstick) and to our two servers with the same application, part2-<app>
@@ -28,12 +29,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import pytest
-from stackkit import PORT
-from wsgikit import chunked, exchange, parse_response, request
+from instrument import wire
+from instrument.engine import PORT, Twin
+from instrument.waiting import poll
+from instrument.wire import chunked, parse_response, request
 
 # The differences that remain by design (README copies this list).
 DIFFERENCES_BY_DESIGN = [
@@ -99,7 +102,6 @@ class Case:
     expect: int | None = None  # what gunicorn must answer: the case tests what it says
     normalise: Callable[[bytes], bytes] | None = None
     flow: Callable[[str, int], Answer] | None = None  # several requests: the last answer
-    marks: tuple = field(default_factory=tuple)
 
     def raw(self) -> bytes:
         return request(self.method, self.target, self.host, self.headers, self.body, self.version)
@@ -112,7 +114,7 @@ def ask(server: str, case: Case, strict: bool = True, port: int = PORT) -> Answe
     if case.flow is not None:
         answer = case.flow(server, port)
     else:
-        got = exchange(server, case.raw(), timeout=20, port=port)
+        got = wire.exchange(server, port, case.raw(), timeout=20)
         if not strict:
             resp = parse_response(got.data, head_request=case.method == "HEAD")
             return Answer(resp.status, resp.content_type, resp.body), got.summary()
@@ -183,7 +185,7 @@ def csrf_token_out(body: bytes) -> bytes:
 # ---------------------------------------------------------------- Django's CSRF flows
 
 def _get_form(server: str, port: int) -> tuple[str, str]:
-    got = exchange(server, request("GET", "/form", HOST), timeout=20, port=port)
+    got = wire.exchange(server, port, request("GET", "/form", HOST), timeout=20)
     resp = got.response()
     assert resp.status == 200, f"{server}: GET /form: {got.summary()}"
     cookie = next((c.split(";")[0] for c in resp.header_all("Set-Cookie")
@@ -205,8 +207,8 @@ def csrf_flow(with_cookie: bool, with_token: bool, extra: dict | None = None,
             fields["csrfmiddlewaretoken"] = token
         headers = [FORM_CT] + ([("Cookie", cookie)] if with_cookie else [])
         body = urlencode(fields).encode()
-        got = exchange(server, request("POST", "/form", HOST, headers, body), timeout=20,
-                       port=port)
+        got = wire.exchange(server, port, request("POST", "/form", HOST, headers, body),
+                            timeout=20)
         resp = got.response()
         return Answer(resp.status, resp.content_type, resp.body)
     return flow
@@ -380,14 +382,14 @@ CASES["django"] = [c for c in CASES["django"] if c.id != "post-form-100k-chunked
 def _params():
     for app in APPS:
         for case in CASES[app]:
-            yield pytest.param(app, case, id=f"{app}-{case.id}", marks=case.marks)
+            yield pytest.param(app, case, id=f"{app}-{case.id}")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def servers_up(stack):
+def servers_up(up):
     for app in APPS:
         for name in (*ours(app), gunicorn(app)):
-            stack[name].ensure_running()
+            up(name)
 
 
 def test_at_least_25_cases_per_application():
@@ -451,3 +453,56 @@ def test_differs_from_gunicorn_by_design(key, capsys):
         theirs = ask(gunicorn(app), case, strict=False)
     with capsys.disabled():
         print(f"\n  [by design] {app} {case_id}: gunicorn answered {theirs!r:.300}")
+
+
+# ---------------------------------------------------------------- under wsgiref.validate
+# For each application a twin of each of our servers is started inside the
+# service's own container (part2-<app>: webserver2.py; part3-wsgi-<app>:
+# webserver3h.py) with WSGI_VALIDATE=1, so wsgiref's validator stands between
+# the server and the application and checks both sides of PEP 3333 on every
+# request. The twin gets every case above and must answer each exactly as
+# the same server without the validator does; no AssertionError, traceback,
+# WSGIWarning or 500 may appear in its log. Then a request with a method the
+# validator does not know must make it warn: the validator is really there.
+
+VALIDATED = {  # service prefix -> (the server's file, its directory in the image)
+    "part2": ("webserver2.py", "/srv/lsbaws/part2"),
+    "part3-wsgi": ("webserver3h.py", "/srv/lsbaws/part3"),
+}
+BAD_LOG = re.compile(r"AssertionError|Traceback|WSGIWarning|Exception ignored|"
+                     r'" 5\d\d \d+')
+
+
+def _without_port(answer):
+    """The twin listens on 8899: /environ's SERVER_PORT says so, rightly."""
+    if answer.content_type == "application/json" and b'"SERVER_PORT"' in answer.body:
+        data = json.loads(answer.body)
+        data.pop("SERVER_PORT")
+        return Answer(answer.status, answer.content_type, json.dumps(data).encode())
+    return answer
+
+
+@pytest.mark.parametrize("prefix", list(VALIDATED))
+@pytest.mark.parametrize("app", APPS)
+def test_application_passes_wsgiref_validator(up, app, prefix):
+    service = up(f"{prefix}-{app}")
+    script, workdir = VALIDATED[prefix]
+    with Twin(service, ["python", script, f"{app}app:app"], workdir=workdir,
+              WSGI_VALIDATE=1) as twin:
+        for case in CASES[app]:
+            plain = ask(service.name, case)
+            validated = ask(service.name, case, port=twin.port)
+            assert validated.status != 500, \
+                f"{case.id}: 500 under the validator; log:\n{twin.log()[-3000:]}"
+            assert _without_port(validated) == _without_port(plain), \
+                f"{case.id}: the validated twin answers otherwise; log:\n{twin.log()[-3000:]}"
+        log = twin.log()
+        assert twin.alive(), f"the twin died; log:\n{log[-3000:]}"
+        wire.exchange(service.name, twin.port, request("BREW", "/hello", HOST), timeout=20)
+        warned = poll(lambda: "Unknown REQUEST_METHOD: 'BREW'" in twin.log(), 5, 0.1)
+    bad = [line for line in log.splitlines() if BAD_LOG.search(line)]
+    assert not bad, "the validator complained:\n" + "\n".join(bad[:20]) + \
+        f"\n--- log ---\n{log[-3000:]}"
+    served = len(re.findall(r'" [1-5]\d\d \d+', log))
+    assert served >= len(CASES[app]), f"only {served} access lines in the twin's log:\n{log}"
+    assert warned, "no WSGIWarning for an unknown method: is wsgiref.validate on in the twin?"

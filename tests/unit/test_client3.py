@@ -14,25 +14,12 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from instrument import client3, procs
+from instrument.waiting import wait_for
 
-
-def _services() -> Path:
-    here = Path(__file__).resolve()
-    for candidate in (
-        os.environ.get("LSBAWS_SERVICES"),
-        here.parents[2] / "services",
-        "/srv/lsbaws",
-    ):
-        if candidate and (Path(candidate) / "part3" / "client3.py").is_file():
-            return Path(candidate)
-    raise RuntimeError("services/ not found: set LSBAWS_SERVICES")
-
-
-SERVICES = _services()
-CLIENT3 = SERVICES / "part3" / "client3.py"
+CLIENT3 = client3.path()
 REQUEST = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 KEYS = {"host", "port", "clients", "conns_per_client", "connected", "failed", "sent"}
 KEYS |= {"answered", "killed", "errors"}
@@ -53,27 +40,9 @@ def run(port, *args, timeout=60):
 
 
 @pytest.fixture
-def waitpid_server(tmp_path):
+def waitpid_server(local_server):
     """webserver3g (reaps its children) on a free port; yields the port."""
-    out = tmp_path / "webserver3g.out"
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": "0"}
-    with open(out, "wb") as stdout:
-        proc = subprocess.Popen(
-            [sys.executable, str(SERVICES / "part3" / "webserver3g.py")],
-            env=env,
-            stdout=stdout,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-        deadline = time.monotonic() + 10
-        while not (found := re.search(rb"Serving HTTP on port (\d+)", out.read_bytes())):
-            assert proc.poll() is None and time.monotonic() < deadline, out.read_text()
-            time.sleep(0.05)
-        yield int(found.group(1))
-    finally:
-        proc.kill()
-        proc.wait(10)
+    return local_server("part3/webserver3g.py").port
 
 
 @pytest.fixture
@@ -235,17 +204,10 @@ def test_a_client_that_overruns_is_killed_and_reaped(listener):
     try:
         listener.settimeout(10)
         conns = [listener.accept()[0] for _ in range(2)]
-        children = []
-        deadline = time.monotonic() + 5
-        while len(children) < 2 and time.monotonic() < deadline:
-            children = [
-                int(pid)
-                for pid in os.listdir("/proc")
-                if pid.isdigit() and _ppid(pid) == client.pid
-            ]
-            time.sleep(0.02)
-        assert len(children) == 2
-        os.kill(children[0], signal.SIGSTOP)  # one client freezes and never reports
+        children = wait_for(lambda: len(kids := procs.children(procs.local_table(),
+                                                                client.pid)) == 2 and kids,
+                            5, 0.02, "client3's two clients")
+        os.kill(children[0].pid, signal.SIGSTOP)  # one client freezes and never reports
         result = json.loads(client.communicate(timeout=20)[0])
         for conn in conns:
             conn.close()
@@ -254,12 +216,4 @@ def test_a_client_that_overruns_is_killed_and_reaped(listener):
         client.wait()
     assert result["killed"] == 1
     assert result["errors"] == {"no report: client killed after the deadline": 1}
-    assert not os.path.exists(f"/proc/{children[0]}")  # reaped, not a zombie
-
-
-def _ppid(pid):
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
+    assert not os.path.exists(f"/proc/{children[0].pid}")  # reaped, not a zombie

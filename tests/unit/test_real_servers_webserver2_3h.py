@@ -1,9 +1,11 @@
 """webserver2 (iterative) and webserver3h (fork per connection, the article's
-exercise) as the user runs them: the command line (claim C3), the four
-applications under wsgiref's validator (C4-C7, C25), and what the concurrent
-server must survive: 50 clients at once, no zombie, no descriptor leak over
-1000 requests, SIGTERM, accept() failing with EMFILE and fork() with EAGAIN.
-Host-runnable: servers are subprocesses on 127.0.0.1, each with a deadline.
+exercise), started for real on this machine as the user runs them: the
+command line (claim C3), the four applications under wsgiref's validator
+(C4-C7, C25), and what the concurrent server must survive: 50 clients at
+once, no zombie, no descriptor leak over 1000 requests, SIGTERM, accept()
+failing with EMFILE and fork() with EAGAIN. The servers are subprocesses on
+127.0.0.1 (the `local_server` fixture, instrument.local), each wait has a
+deadline.
 """
 
 import errno
@@ -23,20 +25,44 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from test_wsgicore import (  # the shared helpers: server process and raw client
-    Response,
-    ServerProcess,
-    fetch,
-    hello_works,
-    read_all,
-    request,
-)
+from instrument import procs, wire
+from instrument.local import UNUSED_UID, python_for
+from instrument.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PART2 = ROOT / "services" / "part2"
 PART3 = ROOT / "services" / "part3"
 SCRIPTS = {"webserver2": PART2 / "webserver2.py", "webserver3h": PART3 / "webserver3h.py"}
 USAGE = "Provide a WSGI application object as module:callable"
+WSGI_HELLO = b"Hello world from a simple WSGI application!\n"
+
+
+def request(method, path, headers=(), body=b""):
+    return wire.request(method, path, "127.0.0.1", headers, body, close=False)
+
+
+def fetch(port, method, path, headers=(), body=b"") -> wire.Reply:
+    """One request on a fresh connection; the server must answer and close."""
+    reply = wire.exchange("127.0.0.1", port, request(method, path, headers, body), timeout=10)
+    assert reply.eof, f"{method} {path}: {reply.summary()}"
+    return reply
+
+
+def read_all(sock, timeout=10.0) -> wire.Reply:
+    """The answer on a connection the test opened; it must end with an EOF."""
+    reply = wire.exchange("127.0.0.1", 0, timeout=timeout, sock=sock, keep_open=True)
+    assert reply.eof, f"the server did not close the connection in time: {reply.summary()}"
+    return reply
+
+
+def hello_works(port):
+    response = fetch(port, "GET", "/hello")
+    assert response.status == 200, response.data[:300]
+    assert response.body == WSGI_HELLO
+
+
+def start(local_server, server, spec="wsgiapp:app", **env):
+    return local_server(f"{SCRIPTS[server].parent.name}/{SCRIPTS[server].name}", spec, **env)
 
 
 def run_cli(server, *args, timeout=30, **env):
@@ -121,7 +147,7 @@ FORM_TYPE = ("Content-Type", "application/x-www-form-urlencoded")
 def check_wsgi(port):
     hello = fetch(port, "GET", "/hello")
     assert hello.body == b"Hello world from a simple WSGI application!\n"
-    assert hello.headers["content-type"] == "text/plain"
+    assert hello.header("content-type") == "text/plain"
     assert fetch(port, "GET", "/any/other/path").body == hello.body
     assert fetch(port, "HEAD", "/hello").body == b""
     env = fetch(port, "GET", "/environ").json()
@@ -137,9 +163,9 @@ def check_wsgi(port):
 def check_flask(port):
     hello = fetch(port, "GET", "/hello")
     assert (hello.status, hello.body) == (200, b"Hello world from Flask!\n")
-    assert hello.headers["content-type"].startswith("text/plain")
+    assert hello.header("content-type").startswith("text/plain")
     not_allowed = fetch(port, "POST", "/hello")
-    assert not_allowed.status == 405 and "GET" in not_allowed.headers["allow"]
+    assert not_allowed.status == 405 and "GET" in not_allowed.header("allow")
     assert fetch(port, "GET", "/api/echo?a=1&a=2&b=3").json() == {
         "method": "GET", "args": {"a": ["1", "2"], "b": ["3"]}, "json": None}
     posted = fetch(port, "POST", "/api/echo?x=y", [("Content-Type", "application/json")],
@@ -166,7 +192,7 @@ def check_django(port):
     assert (head.status, head.body) == (200, b"")
     page = fetch(port, "GET", "/form")
     assert page.status == 200
-    cookie = re.search(r"csrftoken=([^;]+)", page.headers["set-cookie"]).group(1)
+    cookie = re.search(r"csrftoken=([^;]+)", page.header("set-cookie")).group(1)
     token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.body).group(1).decode()
     form = urlencode({"csrfmiddlewaretoken": token, "name": "Ruslan"}).encode()
     posted = fetch(port, "POST", "/form", [FORM_TYPE, ("Cookie", f"csrftoken={cookie}")], form)
@@ -185,32 +211,50 @@ CHECKS = {"wsgiapp": check_wsgi, "flaskapp": check_flask, "pyramidapp": check_py
 
 @pytest.mark.parametrize("app", sorted(CHECKS))
 @pytest.mark.parametrize("server", sorted(SCRIPTS))
-def test_every_app_passes_the_wsgi_validator_on_every_route(tmp_path, server, app):
+def test_every_app_passes_the_wsgi_validator_on_every_route(local_server, server, app):
     # webserver3h runs from services/part3 without PYTHONPATH, as the article's
     # exercise would: it finds wsgicore and the applications in ../part2 itself
-    with ServerProcess(SCRIPTS[server], f"{app}:app", tmp_path, WSGI_VALIDATE=1) as srv:
-        CHECKS[app](srv.port)
-        hello_works_for = fetch(srv.port, "GET", "/hello")
-        assert hello_works_for.status == 200
-        assert srv.proc.poll() is None
+    srv = start(local_server, server, f"{app}:app", WSGI_VALIDATE=1)
+    CHECKS[app](srv.port)
+    assert fetch(srv.port, "GET", "/hello").status == 200
+    assert srv.proc.poll() is None
+    srv.stop()
     log = srv.stderr()
     for bad in ("AssertionError", "Traceback", "WSGIWarning", "internal error"):
         assert bad not in log, log[-3000:]
 
 
-def test_webserver2_exits_0_on_sigterm(tmp_path):
-    with ServerProcess(SCRIPTS["webserver2"], "wsgiapp:app", tmp_path) as srv:
-        hello_works(srv.port)
-        started = time.monotonic()
+def test_webserver2_exits_0_on_sigterm(local_server):
+    srv = start(local_server, "webserver2")
+    hello_works(srv.port)
+    started = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.wait(5) == 0
+    assert time.monotonic() - started < 1.0
+
+
+def test_webserver2_finishes_the_request_in_hand_on_sigterm(local_server):
+    """SIGTERM only sets a flag: the connection already accepted is served
+    to the end (200), then the server exits 0 and accepts nothing more."""
+    srv = start(local_server, "webserver2")
+    payload = request("GET", "/hello")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(payload[:10])  # the server has it and waits for the rest
+        wait_for(lambda: procs.listen_queue(Path("/proc/net/tcp").read_text(), srv.port) == 0,
+                 5, 0.02, "the server to accept the connection")
         srv.proc.send_signal(signal.SIGTERM)
-        assert srv.proc.wait(5) == 0
-        assert time.monotonic() - started < 1.0
+        assert srv.wait(0.3) is None, "it exited with a request in hand"
+        sock.sendall(payload[10:])
+        reply = read_all(sock)
+    assert reply.status == 200 and reply.body == WSGI_HELLO
+    assert srv.wait(5) == 0
 
 
-def test_webserver3h_says_multiprocess_and_webserver2_does_not(tmp_path):
+def test_webserver3h_says_multiprocess_and_webserver2_does_not(local_server):
     for server, expected in (("webserver2", "False"), ("webserver3h", "True")):
-        with ServerProcess(SCRIPTS[server], "wsgiapp:app", tmp_path / server) as srv:
-            env = fetch(srv.port, "GET", "/environ").json()
+        srv = start(local_server, server)
+        env = fetch(srv.port, "GET", "/environ").json()
+        srv.stop()
         assert env["wsgi.multiprocess"]["value"] == expected, server
         assert env["wsgi.multithread"]["value"] == "False"
 
@@ -220,41 +264,14 @@ def test_webserver3h_says_multiprocess_and_webserver2_does_not(tmp_path):
 # --------------------------------------------------------------------------
 
 
-def children_of(pid):
-    """[(child pid, state letter)] read from /proc."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append((int(entry), fields[0]))
-    return found
-
-
-def settle(pid, timeout=5.0):
+def settle(srv, timeout=5.0):
     """Wait until the server has no child left; return the zombies still seen."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        kids = children_of(pid)
-        if not kids:
-            return []
-        time.sleep(0.05)
-    return [child for child, state in children_of(pid) if state == "Z"]
-
-
-def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    return [p for p in srv.settled(timeout) if p.zombie]
 
 
 @pytest.fixture
-def server3h(tmp_path):
-    with ServerProcess(SCRIPTS["webserver3h"], "wsgiapp:app", tmp_path, REQUEST_TIMEOUT=5) as srv:
-        yield srv
+def server3h(local_server):
+    return start(local_server, "webserver3h", REQUEST_TIMEOUT=5)
 
 
 def test_c25_fifty_clients_at_once_are_all_answered_and_no_zombie_is_left(server3h):
@@ -262,10 +279,8 @@ def test_c25_fifty_clients_at_once_are_all_answered_and_no_zombie_is_left(server
     socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(clients)]
     try:
         # every connection is accepted and has its child before anyone sends
-        deadline = time.monotonic() + 10
-        while len(children_of(server3h.pid)) < clients and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert len(children_of(server3h.pid)) == clients
+        wait_for(lambda: len(server3h.children()) == clients, 10, 0.02,
+                 f"{clients} children alive at once")
         barrier, replies = threading.Barrier(clients), [None] * clients
 
         def client(i):
@@ -281,23 +296,23 @@ def test_c25_fifty_clients_at_once_are_all_answered_and_no_zombie_is_left(server
     finally:
         for sock in socks:
             sock.close()
-    assert all(reply and Response(reply).status == 200 for reply in replies)
-    assert settle(server3h.pid) == []  # 50 children exited together: all reaped
+    assert all(reply and reply.status == 200 for reply in replies)
+    assert settle(server3h) == []  # 50 children exited together: all reaped
     hello_works(port)
 
 
 def test_no_zombie_and_no_descriptor_leak_over_1000_requests(server3h):
     port, pid = server3h.port, server3h.pid
     hello_works(port)
-    assert settle(pid) == []
-    before = fd_count(pid)
+    assert settle(server3h) == []
+    before = server3h.fds()
     payload, failures = request("GET", "/hello"), []
 
     def client(count):
         for _ in range(count):
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
                 sock.sendall(payload)
-                if not read_all(sock).endswith(b"application!\n"):
+                if not read_all(sock).data.endswith(b"application!\n"):
                     failures.append(1)
 
     threads = [threading.Thread(target=client, args=(250,)) for _ in range(4)]
@@ -306,8 +321,8 @@ def test_no_zombie_and_no_descriptor_leak_over_1000_requests(server3h):
     for thread in threads:
         thread.join(60)
     assert not failures
-    assert settle(pid) == []
-    assert fd_count(pid) == before, sorted(os.listdir(f"/proc/{pid}/fd"))
+    assert settle(server3h) == []
+    assert server3h.fds() == before, sorted(os.listdir(f"/proc/{pid}/fd"))
     assert server3h.stderr().count('"GET /hello HTTP/1.1" 200') >= 1001
 
 
@@ -315,19 +330,16 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0_within_2_s(server
     with socket.create_connection(("127.0.0.1", server3h.port), timeout=10) as sock:
         payload = request("GET", "/hello")
         sock.sendall(payload[:10])  # a child is now waiting for the rest
-        deadline = time.monotonic() + 5
-        while not children_of(server3h.pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(server3h.children, 5, 0.02, "a child serving the request")
         started = time.monotonic()
         server3h.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
-        with pytest.raises(ConnectionRefusedError):  # no longer accepting
-            socket.create_connection(("127.0.0.1", server3h.port), timeout=2).close()
+        wait_for(lambda: wire.exchange("127.0.0.1", server3h.port, timeout=2).refused,
+                 2, 0.05, "the server to stop accepting (connections refused)")
         sock.sendall(payload[10:])
         reply = read_all(sock)
-        assert server3h.proc.wait(5) == 0
+        assert server3h.wait(5) == 0
         elapsed = time.monotonic() - started
-    assert Response(reply).status == 200  # the request in flight was served
+    assert reply.status == 200  # the request in flight was served
     assert elapsed < 2.0
 
 
@@ -342,9 +354,7 @@ def test_sigterm_when_idle_exits_0_at_once(server3h):
 def test_sigterm_with_a_stuck_client_still_exits_within_2_s(server3h):
     with socket.create_connection(("127.0.0.1", server3h.port), timeout=10) as sock:
         sock.sendall(b"GET /hello HTTP/1.1\r\n")  # and nothing more
-        deadline = time.monotonic() + 5
-        while not children_of(server3h.pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(server3h.children, 5, 0.02, "a child serving the request")
         started = time.monotonic()
         server3h.proc.send_signal(signal.SIGTERM)
         assert server3h.proc.wait(5) == 0
@@ -373,20 +383,20 @@ def test_accept_out_of_descriptors_backs_off_and_recovers(server3h):
             sock = socket.create_connection(("127.0.0.1", port), timeout=10)
             sock.sendall(request("GET", "/hello"))
             held.append(sock)
-        assert server3h.wait_for_log(r"accept\(\) failed: \[Errno 24\] Too many open files")
-        assert server3h.wait_for_log(r"trying again in 0\.4 s")  # 0.1, 0.2, 0.4: backing off
+        server3h.wait_for_log(r"accept\(\) failed: \[Errno 24\] Too many open files")
+        server3h.wait_for_log(r"trying again in 0\.4 s")  # 0.1, 0.2, 0.4: backing off
         assert server3h.stderr().count("Too many open files") < 10  # not a busy loop
         assert server3h.proc.poll() is None
     finally:
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
     try:
         for sock in held:  # released: every waiting client is answered
-            assert Response(read_all(sock)).status == 200
+            assert read_all(sock).status == 200
     finally:
         for sock in held:
             sock.close()
     hello_works(port)
-    assert settle(pid) == []
+    assert settle(server3h) == []
 
 
 FAKE_FORK = textwrap.dedent("""
@@ -413,53 +423,27 @@ def assert_503_then_recovery(srv, set_limit, lift_limit):
     try:
         for _ in range(3):
             response = fetch(srv.port, "GET", "/hello")
-            assert response.status == 503, response.raw[:300]
-            assert response.headers["retry-after"] == "1"
-            assert response.headers["connection"] == "close"
-        assert srv.wait_for_log(r"503 \d+ \(cannot start a worker process now \(fork: "
-                                r"Resource temporarily unavailable\)\)")
+            assert response.status == 503, response.data[:300]
+            assert response.header("retry-after") == "1"
+            assert response.header("connection") == "close"
+        srv.wait_for_log(r"503 \d+ \(cannot start a worker process now \(fork: "
+                         r"Resource temporarily unavailable\)\)")
         assert srv.proc.poll() is None
     finally:
         lift_limit()
     hello_works(srv.port)
 
 
-def test_fork_eagain_simulated_gives_503_and_the_server_keeps_serving(tmp_path):
+def test_fork_eagain_simulated_gives_503_and_the_server_keeps_serving(local_server, tmp_path):
     """The 503 path with os.fork patched to fail; the kernel's own EAGAIN is below."""
     wrapper, flag = tmp_path / "fake_fork.py", tmp_path / "fail-fork"
     wrapper.write_text(FAKE_FORK)
-    srv = ServerProcess(SCRIPTS["webserver3h"], "wsgiapp:app", tmp_path / "server",
-                        argv=[sys.executable, str(wrapper), "wsgiapp:app"],
-                        FAKE_FORK_FLAG=flag, REAL_SCRIPT=SCRIPTS["webserver3h"])
-    with srv:
-        assert_503_then_recovery(srv, flag.touch, flag.unlink)
+    srv = local_server("part3/webserver3h.py", argv=[sys.executable, wrapper, "wsgiapp:app"],
+                       FAKE_FORK_FLAG=flag, REAL_SCRIPT=SCRIPTS["webserver3h"])
+    assert_503_then_recovery(srv, flag.touch, flag.unlink)
 
 
-UNUSED_UID = 54321
-
-
-def interpreter_for(popen):
-    """A Python that can run webserver3h + wsgiapp (stdlib only) under popen's uid."""
-    candidates = dict.fromkeys([sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"])
-    problems = []
-    for python in candidates:
-        try:
-            probe = subprocess.run(
-                [python, "-c", f"import sys; sys.path.insert(0, {str(PART2)!r}); "
-                               "import wsgicore, wsgiapp"],
-                capture_output=True, timeout=30, cwd="/", **popen)
-        except OSError as err:
-            problems.append(f"{python}: {err.strerror}")
-            continue
-        if probe.returncode == 0:
-            return python
-        problems.append(f"{python}: {probe.stderr.decode(errors='replace').strip()[-80:]}")
-    pytest.skip("running as root, where RLIMIT_NPROC does not apply, and no Python is "
-                f"usable by an unprivileged uid ({'; '.join(problems)}); the simulated "
-                "test above covers the 503 path, the container tests the real pids limit")
-
-
-def test_fork_eagain_from_the_kernel_gives_503_and_the_server_keeps_serving(tmp_path):
+def test_fork_eagain_from_the_kernel_gives_503_and_the_server_keeps_serving(local_server):
     """RLIMIT_NPROC makes the kernel refuse fork() with EAGAIN, as `ulimit -u` does.
 
     It never applies to root (nor to CAP_SYS_RESOURCE). As root the server
@@ -469,45 +453,41 @@ def test_fork_eagain_from_the_kernel_gives_503_and_the_server_keeps_serving(tmp_
     again with prlimit (allowed on one's own processes).
     """
     held = []
-    if os.geteuid() == 0:
-        def preexec():
-            resource.setrlimit(resource.RLIMIT_NPROC, (3, 3))
+    root = os.geteuid() == 0
+    python, why = (python_for(UNUSED_UID, f"import sys; sys.path.insert(0, {str(PART2)!r}); "
+                                          "import wsgicore, wsgiapp") if root
+                   else (sys.executable, ""))
+    if python is None:
+        pytest.skip("running as root, where RLIMIT_NPROC does not apply, and no Python is "
+                    f"usable by an unprivileged uid ({why}); the simulated test above covers "
+                    "the 503 path, the container tests the real pids limit")
+    srv = (local_server("part3/webserver3h.py", "wsgiapp:app", python=python, uid=UNUSED_UID,
+                        limits={resource.RLIMIT_NPROC: (3, 3)}) if root
+           else local_server("part3/webserver3h.py", "wsgiapp:app"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
 
-        popen = {"user": UNUSED_UID, "group": UNUSED_UID, "extra_groups": [],
-                 "preexec_fn": preexec}
-    else:
-        popen = {}
-    python = interpreter_for({k: v for k, v in popen.items() if k != "preexec_fn"})
-    srv = ServerProcess(SCRIPTS["webserver3h"], "wsgiapp:app", tmp_path, popen=popen,
-                        argv=[python, str(SCRIPTS["webserver3h"]), "wsgiapp:app"])
-    with srv:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+    def set_limit():
+        if not root:
+            resource.prlimit(srv.pid, resource.RLIMIT_NPROC, (1, hard))
+            return
+        assert settle(srv) == []  # the children of earlier requests are gone
+        for count in (1, 2):  # two children in flight: the uid is at its limit
+            held.append(socket.create_connection(("127.0.0.1", srv.port), timeout=10))
+            wait_for(lambda n=count: len(srv.children()) == n, 5, 0.02, f"{count} children")
 
-        def set_limit():
-            if os.geteuid() != 0:
-                resource.prlimit(srv.pid, resource.RLIMIT_NPROC, (1, hard))
-                return
-            assert settle(srv.pid) == []  # the children of earlier requests are gone
-            for count in (1, 2):  # two children in flight: the uid is at its limit
-                held.append(socket.create_connection(("127.0.0.1", srv.port), timeout=10))
-                deadline = time.monotonic() + 5
-                while len(children_of(srv.pid)) < count and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                assert len(children_of(srv.pid)) == count
+    def lift_limit():
+        if not root:
+            resource.prlimit(srv.pid, resource.RLIMIT_NPROC, (soft, hard))
+            return
+        for sock in held:  # the two waiting requests are served, then exit
+            sock.sendall(request("GET", "/hello"))
+            assert read_all(sock).status == 200
+            sock.close()
+        assert settle(srv) == []
 
-        def lift_limit():
-            if os.geteuid() != 0:
-                resource.prlimit(srv.pid, resource.RLIMIT_NPROC, (soft, hard))
-                return
-            for sock in held:  # the two waiting requests are served, then exit
-                sock.sendall(request("GET", "/hello"))
-                assert Response(read_all(sock)).status == 200
-                sock.close()
-            assert settle(srv.pid) == []
-
-        try:
-            assert_503_then_recovery(srv, set_limit, lift_limit)
-        finally:
-            for sock in held:
-                sock.close()
+    try:
+        assert_503_then_recovery(srv, set_limit, lift_limit)
+    finally:
+        for sock in held:
+            sock.close()
     assert errno.EAGAIN == 11  # "Resource temporarily unavailable" on Linux
