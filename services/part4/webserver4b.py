@@ -274,6 +274,13 @@ class WSGIServer(wsgicore.BaseWSGIServer):
                 client.eof = True
                 parser.feed_eof()
         except wsgicore.HTTPError as err:
+            if not data and parser.pending is not None and not parser.pending.chunked:
+                # gone in the middle of a Content-Length body: as in webserver3h
+                # (the application's read fails), no answer; log and close
+                wsgicore.access_log(wsgicore.access_line(
+                    client.address, parser.pending.request_line, "-", 0, err.detail))
+                self._close(client)
+                return
             self._refuse(client, err)
             self._send(client, now)
             return

@@ -209,13 +209,25 @@ def test_p4_pipelined_requests_are_answered_in_order(up):
 
 # ---------------------------------------------------------------- P5
 
+def ask(server: str, case, port: int = 8888):
+    """diff.ask, except that webserver4b keeps a connection open when asked
+    to (`Connection: keep-alive`): there the answer is read up to its end,
+    and the connection must still be open (gunicorn sync closes it)."""
+    if case.id == "keep-alive-asked" and server.startswith("part4-evloop"):
+        got = wire.exchange(server, port, case.raw(), timeout=10, until=_complete)
+        assert got.matched and not got.closed, f"{server}: keep-alive: {got.summary()}"
+        resp = got.response()
+        return diff.Answer(resp.status, resp.content_type, resp.body)
+    return diff.ask(server, case, port=port)
+
+
 @pytest.mark.parametrize("kind", ["prefork", "evloop"])
 @pytest.mark.parametrize("app", diff.APPS)
 def test_p5_same_answers_as_gunicorn(up, app, kind):
     ours, theirs = up(f"part4-{kind}-{app}").name, up(diff.gunicorn(app)).name
     for case in diff.CASES[app]:
         reference = diff.ask(theirs, case)
-        got = diff.ask(ours, case)
+        got = ask(ours, case)
         assert got.status == reference.status, f"{ours}: {case.id}: status"
         assert got.content_type == reference.content_type, f"{ours}: {case.id}: Content-Type"
         if case.method == "HEAD":
@@ -266,8 +278,8 @@ def test_p5_applications_pass_wsgiref_validator(up, app, kind):
     with Twin(service, ["python", SCRIPT[kind], f"{app}app:app"], workdir=WORKDIR,
               WSGI_VALIDATE=1, ACCESS_LOG_BUFFER=0) as twin:
         for case in diff.CASES[app]:
-            plain = diff.ask(service.name, case)
-            validated = diff.ask(service.name, case, port=twin.port)
+            plain = ask(service.name, case)
+            validated = ask(service.name, case, port=twin.port)
             assert diff._without_port(validated) == diff._without_port(plain), \
                 f"{case.id}: the validated twin answers otherwise; log:\n{twin.log()[-3000:]}"
         log = twin.log()
