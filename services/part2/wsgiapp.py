@@ -3,7 +3,11 @@
     GET  /hello (and every other path)  Hello world from a simple WSGI application!
     GET  /environ   application/json: every environ key the server passed,
                     as {"KEY": {"type": "str", "value": "..."}} (str values as
-                    they are, the others as repr()): claim C9 made visible
+                    they are, the others as repr()): claim C9 made visible.
+                    Any method, and any path below /environ/, does the same;
+                    wsgi.input's entry also has "read": the body the
+                    application read from it (latin-1), so the HTTP
+                    conformance run (scripts/conformance) sees both.
     POST /echo      application/json: {"length": N, "sha256": "..."} of the
                     request body, read in 64 KiB pieces from wsgi.input
 
@@ -20,12 +24,13 @@ def app(environ, start_response):
     This is a starting point for your own Web framework :)
     """
     path = environ.get("PATH_INFO", "")
-    if path == "/environ":
-        return _json(start_response, {
-            key: {"type": type(value).__name__,
-                  "value": value if type(value) is str else repr(value)}
-            for key, value in environ.items()
-        })
+    if path == "/environ" or path.startswith("/environ/"):
+        body = environ["wsgi.input"].read(1024 * 1024)
+        data = {key: {"type": type(value).__name__,
+                      "value": value if type(value) is str else repr(value)}
+                for key, value in environ.items()}
+        data["wsgi.input"]["read"] = body.decode("latin-1")
+        return _json(start_response, data)
     if path == "/echo" and environ["REQUEST_METHOD"] == "POST":
         digest, length = hashlib.sha256(), 0
         stream = environ["wsgi.input"]

@@ -12,7 +12,8 @@ One connection carries one request. It goes through named phases (the
 names follow h11's habit of naming states; see Phase):
 
   READ_HEAD      read the request line and the header fields up to the empty
-                 line, a line at a time, within size limits and within one
+                 line (at once if the whole head is already buffered, else a
+                 line at a time), within size limits and within one
                  deadline for the whole head (REQUEST_TIMEOUT, 10 s), so a
                  client that drips bytes cannot hold the server forever.
   READ_BODY      a chunked body is decoded here, before the application
@@ -30,13 +31,18 @@ gets a short text/plain 4xx (or 5xx) answer and the connection is closed.
 An exception in the application gives 500 if no header was sent yet, and
 the traceback goes to stderr; the server keeps serving either way.
 
-The limits and the answers (RFC 9112 names the cases; the numbers are the
-ones Apache and gunicorn use):
+The limits and the answers (RFC 9110 and RFC 9112 name the cases; the
+numbers are the ones Apache and gunicorn use; scripts/conformance checks
+them against the RFCs case by case, beside gunicorn):
 
   request line longer than 8190 bytes ................... 414
   a header field line longer than 8190 bytes ............ 431
   more than 100 header fields (or trailer fields) ....... 431
+  more than one empty line before the request line ...... 400
   malformed request line, target or version ............. 400
+  a byte outside printable ASCII in the target .......... 400
+  userinfo (user@) or an empty host in an absolute-form
+  target, an invalid Host value ......................... 400
   HTTP version other than 1.0 or 1.1 .................... 505
   header line without a colon, whitespace before the
   colon, obs-fold (a line starting with space or tab),
@@ -46,10 +52,16 @@ ones Apache and gunicorn use):
   Content-Length together with Transfer-Encoding ........ 400
   Transfer-Encoding in an HTTP/1.0 request .............. 400
   a transfer-coding other than chunked .................. 501
-  malformed chunked body ................................ 400
+  malformed chunked body (a chunk size is hex digits
+  only, whitespace only before ';', extensions
+  name[=token or "quoted"]) ............................. 400
+  a trailer field that must come before the content
+  (Content-Length, Host, Transfer-Encoding, ... see
+  FORBIDDEN_TRAILERS) ................................... 400
   chunked body larger than MAX_CHUNKED_BODY (64 MiB) .... 413
+  (RequestParser only) a body over MAX_BUFFERED_BODY .... 413
   Expect: anything but 100-continue (HTTP/1.1) .......... 417
-  more than one Host field .............................. 400
+  more than one Host field, differing Content-Types ..... 400
   head not complete within REQUEST_TIMEOUT .............. 408 (if anything
                                                           arrived; else the
                                                           connection is just
@@ -63,27 +75,43 @@ What it does NOT do (say it plainly, as h11 does):
   - no TLS, no HTTP/2, no HTTP/0.9, no CONNECT, no Upgrade;
   - trailer fields of a chunked request are checked and then dropped;
   - HTTP/1.1 requests without Host are accepted (RFC 9112 says 400; the
-    article's raw-socket clients send none);
+    article's raw-socket clients send none); HTTP/1.2 gets 505 (RFC 9110
+    asks to serve it as 1.1); a '#fragment' in the target is dropped (RFC
+    9112 has no '#' in a target), as gunicorn does;
   - header fields whose name contains '_' are left out of environ (they
     would be indistinguishable from '-' in HTTP_* keys: a spoofing trick);
-  - no wsgi.file_wrapper, and wsgi.input_terminated is not set (every
-    request body comes with CONTENT_LENGTH, so it is not needed);
+  - no wsgi.file_wrapper; wsgi.input_terminated is set for a chunked
+    request only (every request body comes with CONTENT_LENGTH; Werkzeug
+    needs it to trust CONTENT_LENGTH beside Transfer-Encoding: chunked);
   - a Content-Length body is not capped: the application decides how much
     it reads (Django and Flask have their own limits); a request with
     neither Content-Length nor Transfer-Encoding has an empty body;
   - `Expect: 100-continue` is answered when the application first reads
     wsgi.input (or before a chunked body is decoded), never eagerly.
 
-Public API (what webserver2.py and webserver3h.py import):
+Public API (what the servers, the tests and the tools import):
   BaseWSGIServer   listen socket, set_app, get_environ via WSGIConnection,
                    handle_one_request; the servers add serve_forever
   WSGIConnection   one connection: get_environ, start_response,
                    finish_response, run
-  read_request, read_chunked_body, InputStream, HTTPError,
-  ClientDisconnected   the parser pieces (the fuzz tests call them directly)
-  refuse_connection    answer a connection without serving it (503 when
-                       fork() fails)
-  UsageError, settings_from_env, load_application   the shared command line
+  WSGIExchange     one request a RequestParser read whole, answered into
+                   memory (the event loop of webserver4b)
+  Request          a parsed request: method, path, query, version, headers,
+                   content_length, chunked, expect_continue, keep_alive,
+                   authority, request_line, body (RequestParser only)
+  read_request, read_chunked_body, InputStream
+                   the blocking parser (a buffered stream, a line at a time)
+  RequestParser    the same grammar fed bytes as they arrive: feed,
+                   next_request, feed_eof, idle, pending
+  request_environ  a Request's environ on a copy of the server's base
+  HTTPError, ClientDisconnected   the two ways a request ends early
+  MAX_LINE, MAX_FIELDS, MAX_EMPTY_LINES, MAX_CHUNK_LINE, MAX_CHUNKED_BODY,
+  MAX_BUFFERED_BODY, FORBIDDEN_TRAILERS   the limits above
+  simple_response, refuse_connection   answer without the application (503
+                   when fork() fails)
+  log, access_line, access_log, flush_log   stderr and the access log
+  UsageError, settings_from_env, load_application, server_from_command_line
+                   the shared command line
 """
 
 import enum
@@ -788,10 +816,13 @@ def request_environ(request, base_environ, wsgi_input, content_length, client_ad
     server's base_environ: the CGI keys, HTTP_* for each field, wsgi.input.
 
     CONTENT_LENGTH is the body's length whenever the request has a body
-    (a chunked one is decoded by then); HTTP_TRANSFER_ENCODING stays, as
-    sent, and wsgi.input_terminated says that wsgi.input ends where the
-    body does (without it Werkzeug ignores CONTENT_LENGTH when the field
-    says chunked, and a Flask app reads an empty body).
+    (a chunked one is decoded by then). For a chunked request
+    HTTP_TRANSFER_ENCODING stays, as sent, and wsgi.input_terminated says
+    that wsgi.input ends where the body does: without it Werkzeug ignores
+    CONTENT_LENGTH when the field says chunked, and a Flask app reads an
+    empty body. It is left out otherwise: an application that sees it may
+    call read() without a size, which PEP 3333 (and wsgiref's validator)
+    does not allow.
     """
     environ = base_environ.copy()
     environ["REQUEST_METHOD"] = request.method
@@ -801,7 +832,8 @@ def request_environ(request, base_environ, wsgi_input, content_length, client_ad
     environ["REMOTE_ADDR"] = str(client_address[0])
     environ["REMOTE_PORT"] = str(client_address[1])
     environ["wsgi.input"] = wsgi_input
-    environ["wsgi.input_terminated"] = True
+    if request.chunked:
+        environ["wsgi.input_terminated"] = True
     if request.content_length is not None or request.chunked:
         environ["CONTENT_LENGTH"] = str(content_length)
     for name, value in request.headers:

@@ -335,6 +335,10 @@ def test_finding_chunked_request_keeps_transfer_encoding_with_content_length():
     assert environ["HTTP_TRANSFER_ENCODING"] == "chunked"
     assert environ["CONTENT_LENGTH"] == "8"
     assert environ["wsgi.input_terminated"] is True
+    # only there: an application that sees it may call read() without a size,
+    # which PEP 3333 and wsgiref's validator do not allow
+    environ, body = environ_and_body(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi")
+    assert body == b"hi" and "wsgi.input_terminated" not in environ
 
 
 @pytest.mark.parametrize("spec, path", [
