@@ -148,7 +148,9 @@ def test_p3_as_many_slow_clients_as_workers_hold_a_prefork_server(service):
 @pytest.mark.parametrize("service", P3_FREE, indirect=True)
 def test_p3_slow_clients_do_not_hold_a_fork_or_event_loop_server(service):
     hello(service.name)  # warm: the first answer of a fresh worker may be slower
-    with SlowClients(service.name, WORKERS):
+    # more than WORKERS: however the connections fall to the workers, a
+    # worker that blocked on one of them would be seen
+    with SlowClients(service.name, 5 * WORKERS):
         times = []
         for _ in range(5):
             got = hello(service.name, timeout=5)
