@@ -91,8 +91,10 @@ class Engine:
 
     def containers(self) -> dict[str, object]:
         """{service name: container} for every container of this project."""
+        # ignore_removed: `compose run --rm` containers of the project come and go
         found = self.client.containers.list(
-            all=True, filters={"label": f"com.docker.compose.project={self.project}"})
+            all=True, ignore_removed=True,
+            filters={"label": f"com.docker.compose.project={self.project}"})
         return {c.labels.get("com.docker.compose.service"): c for c in found}
 
     def missing(self, names) -> list[str]:

@@ -55,6 +55,11 @@ def read_all(sock, timeout=10.0) -> wire.Reply:
     return reply
 
 
+def listening(port):
+    """The accept queue of a LISTEN socket on `port` here (None: nothing listens)."""
+    return procs.listen_queue(Path("/proc/net/tcp").read_text(), port)
+
+
 def hello_works(port):
     response = fetch(port, "GET", "/hello")
     assert response.status == 200, response.data[:300]
@@ -240,8 +245,7 @@ def test_webserver2_finishes_the_request_in_hand_on_sigterm(local_server):
     payload = request("GET", "/hello")
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
         sock.sendall(payload[:10])  # the server has it and waits for the rest
-        wait_for(lambda: procs.listen_queue(Path("/proc/net/tcp").read_text(), srv.port) == 0,
-                 5, 0.02, "the server to accept the connection")
+        wait_for(lambda: listening(srv.port) == 0, 5, 0.02, "the server to accept it")
         srv.proc.send_signal(signal.SIGTERM)
         assert srv.wait(0.3) is None, "it exited with a request in hand"
         sock.sendall(payload[10:])
@@ -333,8 +337,9 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0_within_2_s(server
         wait_for(server3h.children, 5, 0.02, "a child serving the request")
         started = time.monotonic()
         server3h.proc.send_signal(signal.SIGTERM)
-        wait_for(lambda: wire.exchange("127.0.0.1", server3h.port, timeout=2).refused,
-                 2, 0.05, "the server to stop accepting (connections refused)")
+        wait_for(lambda: not listening(server3h.port), 2, 0.02,
+                 "the server to stop listening (its LISTEN row gone from /proc/net/tcp)")
+        assert wire.exchange("127.0.0.1", server3h.port, timeout=2).refused
         sock.sendall(payload[10:])
         reply = read_all(sock)
         assert server3h.wait(5) == 0
