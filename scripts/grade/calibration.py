@@ -48,7 +48,7 @@ class Row:
 ROWS: list[Row] = [
     Row("part1", "webserver1", ITERATIVE, ("concurrent", "bad-input", "hello")),
     Row("part3-iterative", "3a", ITERATIVE, ("concurrent", "eof")),
-    Row("part3-iterative-sleep", "3b", _row(ITERATIVE, eof=F, fd_leak=S, emfile=F),
+    Row("part3-iterative-sleep", "3b", _row(ITERATIVE, eof=F, fd_leak=S, slow_clients=F, emfile=F),
         ("concurrent", "eof"), env={"SLEEP": "2"},
         why="SLEEP=2 (60 in the article): its sleep before the close is what `eof` sees"),
     Row("part3-fork", "3c", _row(ARTICLE, eof=F, zombie=F, burst=F, eagain=F),
@@ -73,8 +73,9 @@ ROWS: list[Row] = [
         ("slow-clients", "eagain", "emfile", "bad-input"),
         why="eagain skips: sync workers never fork per connection (the arbiter forks only to "
             "replace a worker), so fork() cannot run out under this load"),
-    Row("busybox", "busybox httpd (C)", _row(ALL_PASS, **WSGI_SKIP), ("hello", "concurrent",
-                                                                       "zombie", "burst")),
+    Row("busybox", "busybox httpd (C)", _row(ALL_PASS, **WSGI_SKIP, sigterm=F),
+        ("hello", "concurrent", "zombie", "burst"),
+        why="sigterm fails: busybox httpd has no SIGTERM handler, so it dies of the signal (143)"),
     Row("yours", "the starter (services/yours)",
         _row(ALL_PASS, body=F, parity=F, concurrent=F, burst=F, bad_input=F, slow_clients=F,
              sigterm=F, zombie=S, sigchld=S, eagain=S),

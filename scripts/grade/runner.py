@@ -109,11 +109,13 @@ def run(ctx: Ctx, ids: list[str], progress: Progress, jobs: int = JOBS) -> dict[
 
     # the loads first: they are the longest, the light stages fill in beside them
     order = sorted((i for i in ids if i in OWN), key=lambda i: not S.BY_ID[i].heavy)
-    threads = [threading.Thread(target=shared)] + \
-        [threading.Thread(target=own, args=(i,)) for i in order]
+    # daemon threads: on Ctrl-C the command removes its copies and exits at once
+    threads = [threading.Thread(target=shared, daemon=True)] + \
+        [threading.Thread(target=own, args=(i,), daemon=True) for i in order]
     for t in threads:
         t.start()
         time.sleep(0.05)  # keep the start order: the semaphore is not fair
     for t in threads:
-        t.join()
+        while t.is_alive():
+            t.join(0.5)  # a short join: the main thread must see KeyboardInterrupt
     return {i: results[i] for i in ids if i in results}

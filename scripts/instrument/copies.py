@@ -124,7 +124,7 @@ class Look:
     server_pid: int | None           # the topmost process holding the LISTEN socket
     fds: dict[int, int]              # descriptor counts (the server's among them)
     cminflt: dict[int, int]          # page faults of reaped children, per process
-    last_pid: int | None
+    last_pid: int | None             # the namespace's last pid (each exec takes several)
 
     @property
     def server(self) -> procs.Proc | None:
@@ -224,15 +224,25 @@ class Copy:
     def sample(self, samples: int, interval: float, extra_pids=()) -> list[Look]:
         if not self.running():
             return []
-        try:
-            code, out = self._observer().exec_run(
-                ["python3", "-c", OBSERVE, str(PORT), str(samples), str(interval),
-                 *map(str, extra_pids)])
-        except self.copies.docker.errors.APIError:
+        cmd = ["python3", "-c", OBSERVE, str(PORT), str(samples), str(interval),
+               *map(str, extra_pids)]
+        got: list = []
+
+        def run():
+            try:
+                got.append(self._observer().exec_run(cmd))
+            except self.copies.docker.errors.APIError:
+                pass
+
+        # An exec whose PID namespace dies under it (the copy crashed: its init
+        # took every process of the namespace along) can hang for ever on this
+        # engine: wait for it in a thread, with a deadline.
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(samples * interval + 15)
+        if not got or got[0][0] != 0:
             return []
-        if code != 0:
-            return []
-        return [parse_sample(line) for line in out.decode().splitlines()
+        return [parse_sample(line) for line in got[0][1].decode().splitlines()
                 if line.startswith("{")]
 
     def watch(self, interval: float = 0.1) -> Watch:
