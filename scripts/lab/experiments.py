@@ -200,6 +200,41 @@ EXPERIMENTS: list[Experiment] = [
         expects="a production server (2 sync workers) to answer the same load without zombies.",
         rule={"name": "no_zombies"},
     ),
+    # ---- part 4, beyond the article (claims P3, P4 in README's part 4 section)
+    Experiment(
+        id="slow-clients",
+        step="4b",
+        claims=(),
+        service="part4-evloop-wsgi",
+        title="slow clients cost a socket, not a worker (P3)",
+        load={"kind": "slow_clients", "slow": 10, "clients": 4, "seconds": 3},
+        load_text="4 clients asking GET /hello for 3 s, then again while 10 more send one "
+                  "header byte a second",
+        measure="answers per second to the 4 clients and their median answer time, "
+                "without and with the slow clients",
+        expects="(part 4, beyond the article) an event-loop server to keep answering the "
+                "others at almost the same rate, within 100 ms, while slow clients are held "
+                "open: each costs it a socket, not a worker.",
+        rule={"name": "not_held", "ratio": 0.5, "p50": 0.1},
+        note="The chart slow-clients draws the same for 3h, 4a, 4b, gunicorn sync and "
+             "gunicorn gthread: 4a and gunicorn sync answer nobody once every worker holds "
+             "a slow client.",
+    ),
+    Experiment(
+        id="keep-alive",
+        step="4b",
+        claims=(),
+        service="part4-evloop-wsgi",
+        title="keep-alive: many requests per connection (P4)",
+        load={"kind": "keep_alive", "per_connection": 100, "clients": 4, "seconds": 3},
+        load_text="4 clients for 3 s with a new connection per request, then 100 requests "
+                  "per connection",
+        measure="answers per second both ways; connections opened",
+        expects="(part 4, beyond the article) requests over kept-alive connections to be "
+                "answered faster than with a connection each: no connect, accept and close "
+                "per request.",
+        rule={"name": "keep_alive_pays"},
+    ),
 ]
 
 BY_ID = {e.id: e for e in EXPERIMENTS}
@@ -285,6 +320,44 @@ CHARTS: list[Chart] = [
                 f"instead of 60, port {TWIN_PORT}, in the services' own containers). The "
                 "iterative server answers the N-th client after (N-1) sleeps; the forking "
                 "server answers all at once.",
+    ),
+    Chart(
+        id="slow-clients",
+        title="Answers per second to 4 normal clients while N slow clients are held open",
+        kind="slow_sweep",
+        xlabel="slow clients (one header byte a second)",
+        ylabel="answers per second (4 clients)",
+        points=(0, 2, 5, 10),
+        series=(
+            Series("3h fork per connection", "part3-wsgi-wsgi", "slow-clients"),
+            Series("4a pre-fork", "part4-prefork-wsgi", "slow-clients"),
+            Series("4b event loops", "part4-evloop-wsgi", "slow-clients"),
+            Series("gunicorn sync", "gunicorn-wsgi", "slow-clients"),
+            Series("gunicorn gthread", "gunicorn-gthread-wsgi", "slow-clients"),
+        ),
+        caption="Each point: N connections that send one byte of a request head a second, "
+                "then 4 clients asking GET /hello (a connection each, 1 s timeout) for 2 s. "
+                "2 workers for 4a and gunicorn sync: from 2 slow clients on they answer "
+                "nobody. The lab's Python clients bound the rates (a few thousand a second): "
+                "compare the shapes, not the heights; `bench` measures the rates.",
+    ),
+    Chart(
+        id="keep-alive",
+        title="Answers per second against requests per connection",
+        kind="keepalive_sweep",
+        xlabel="requests per connection",
+        ylabel="answers per second (4 clients)",
+        points=(1, 10, 100),
+        series=(
+            Series("4a pre-fork", "part4-prefork-wsgi", "keep-alive"),
+            Series("4b event loops", "part4-evloop-wsgi", "keep-alive"),
+            Series("gunicorn sync", "gunicorn-wsgi", "keep-alive"),
+            Series("gunicorn gthread", "gunicorn-gthread-wsgi", "keep-alive"),
+        ),
+        caption="4 clients for 2 s each point; the last request on a connection says "
+                "Connection: close. 4a and gunicorn sync close after every answer anyway, so "
+                "they stay flat; 4b and gthread keep the connection. Python clients: compare "
+                "the shapes; `bench` measures the rates.",
     ),
     Chart(
         id="bench",

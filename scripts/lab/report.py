@@ -186,7 +186,29 @@ def chart_bench(chart: Chart, rows: list[tuple[str, float]]) -> bytes:
     return _png(plt, fig)
 
 
-DRAW = {"zombie_sweep": chart_zombies, "fd_sweep": chart_fds, "answer_sweep": chart_answer}
+def chart_rate(chart: Chart, data: dict) -> bytes:
+    """Part 4's sweeps: answers per second against the chart's x."""
+    x = "slow" if chart.kind == "slow_sweep" else "per_connection"
+    plt, fig, ax = _figure()
+    for i, (label, rows) in enumerate(data.items()):
+        if not isinstance(rows, list):
+            continue
+        ax.plot([r[x] for r in rows], [r["rate"] for r in rows], "o-", color=f"C{i}",
+                label=label)
+    if chart.kind == "keepalive_sweep":
+        ax.set_xscale("log")
+    ax.set_xticks(list(chart.points))
+    ax.set_xticklabels([str(p) for p in chart.points])
+    ax.set_ylim(bottom=0)
+    ax.set_title(chart.title)
+    ax.set_xlabel(chart.xlabel)
+    ax.set_ylabel(chart.ylabel)
+    ax.legend(fontsize=8, loc="best")
+    return _png(plt, fig)
+
+
+DRAW = {"zombie_sweep": chart_zombies, "fd_sweep": chart_fds, "answer_sweep": chart_answer,
+        "slow_sweep": chart_rate, "keepalive_sweep": chart_rate}
 
 
 # ---------------------------------------------------------------- the page
@@ -255,6 +277,13 @@ def _chart_table(chart: Chart, data: dict) -> str:
                              for r in d["rows"])
             if d.get("nofile"):
                 cell += f"; nofile {d['nofile']}"
+        elif chart.kind in ("slow_sweep", "keepalive_sweep"):
+            if chart.kind == "slow_sweep":
+                cell = "; ".join(f"{_n(r['slow'], 'slow client')}: {r['rate']:g} answers/s"
+                                 for r in d)
+            else:
+                cell = "; ".join(f"{r['per_connection']} per connection: {r['rate']:g} "
+                                 "answers/s" for r in d)
         else:
             cell = "; ".join(f"{_n(r['clients'], 'client')}: last answer after "
                              + (f"{r['last']:.2f} s" if r.get("last") is not None else "never")

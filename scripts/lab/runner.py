@@ -15,6 +15,7 @@ from __future__ import annotations
 import resource
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -448,7 +449,150 @@ def answer_sweep(svc: Service, series: Series, points, ui, known=None) -> list[d
     return rows
 
 
-SWEEPS = {"zombie_sweep": zombie_sweep, "fd_sweep": fd_sweep, "answer_sweep": answer_sweep}
+# ---------------------------------------------------------------- part 4: slow clients, keep-alive
+
+SLOW_HEAD = b"GET /hello HTTP/1.1\r\nHost: slow\r\nX-Slow: " + b"s" * 200 + b"\r\n\r\n"
+
+
+class SlowClients:
+    """`n` connections that each send one byte of a request head a second
+    (none ever completes in a lab run) until the block ends."""
+
+    def __init__(self, host: str, n: int):
+        self.host, self.n = host, n
+        self.release = threading.Event()
+        self.threads = [threading.Thread(target=self._drip, daemon=True) for _ in range(n)]
+
+    def _drip(self):
+        try:
+            sock = socket.create_connection((self.host, PORT), timeout=5)
+        except OSError:
+            return
+        with sock:
+            for i in range(len(SLOW_HEAD)):
+                try:
+                    sock.sendall(SLOW_HEAD[i:i + 1])
+                except OSError:
+                    return
+                if self.release.wait(1.0):
+                    return
+
+    def __enter__(self) -> SlowClients:
+        for t in self.threads:
+            t.start()
+        if self.n:
+            time.sleep(1.2)  # every slow connection is open and has sent a byte
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release.set()
+        for t in self.threads:
+            t.join(5)
+
+
+def _complete(data: bytes) -> bool:
+    return wire.parse_response(data).complete
+
+
+def answer_rate(host: str, seconds: float, clients: int = 4, per_connection: int = 1,
+                timeout: float = 1.0) -> dict:
+    """`clients` threads asking GET /hello for `seconds`, `per_connection`
+    requests on a connection (the last one says Connection: close; a server
+    that closes earlier gets a new connection): answers per second, the
+    median answer time, and how many connections that took."""
+    deadline = time.monotonic() + seconds
+    lock = threading.Lock()
+    times: list[float] = []
+    connections = [0]
+
+    def one():
+        mine, conns = [], 0
+        while time.monotonic() < deadline:
+            try:
+                sock = socket.create_connection((host, PORT), timeout=timeout)
+            except OSError:
+                time.sleep(0.05)
+                continue
+            conns += 1
+            with sock:
+                for i in range(per_connection):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    data = wire.request("GET", "/hello", host, close=i == per_connection - 1)
+                    got = wire.exchange(host, PORT, data, timeout=min(timeout, left),
+                                        until=_complete, sock=sock, keep_open=True)
+                    if not got.matched:
+                        break
+                    mine.append(got.elapsed)
+                    if got.sock is None or (got.header("Connection") or "").lower() == "close":
+                        break
+        with lock:
+            times.extend(mine)
+            connections[0] += conns
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + timeout + 5)
+    times.sort()
+    return {"answers": len(times), "rate": round(len(times) / seconds, 1),
+            "p50": round(times[len(times) // 2], 4) if times else None,
+            "connections": connections[0]}
+
+
+def slow_clients(svc: Service, load: dict, ui) -> dict:
+    """Answers to normal clients without, then with, slow clients held open."""
+    n, seconds = int(load["slow"]), float(load["seconds"])
+    ui.phase(f"restarting {svc.name}")
+    svc.restart()
+    ui.phase(f"{load['clients']} normal clients for {seconds:g} s")
+    without = answer_rate(svc.name, seconds, int(load["clients"]))
+    ui.phase(f"the same while {n} slow clients send a byte a second")
+    with SlowClients(svc.name, n):
+        held = answer_rate(svc.name, seconds, int(load["clients"]))
+    return {"service": svc.name, "slow": n, "without": without, "with": held}
+
+
+def keep_alive(svc: Service, load: dict, ui) -> dict:
+    """Answers per second with a new connection per request, then with many
+    requests per connection."""
+    seconds, k = float(load["seconds"]), int(load["per_connection"])
+    ui.phase(f"restarting {svc.name}")
+    svc.restart()
+    ui.phase(f"{load['clients']} clients, one request per connection, {seconds:g} s")
+    close = answer_rate(svc.name, seconds, int(load["clients"]), 1)
+    ui.phase(f"{load['clients']} clients, {k} requests per connection, {seconds:g} s")
+    kept = answer_rate(svc.name, seconds, int(load["clients"]), k)
+    return {"service": svc.name, "per_connection": k, "close": close, "kept": kept}
+
+
+def slow_sweep(svc: Service, series: Series, points, ui, known=None) -> list[dict]:
+    ui.phase(f"{series.label}: restarting {svc.name}")
+    svc.restart()
+    rows = []
+    for n in points:
+        ui.phase(f"{series.label}: normal clients while {n} slow clients are held open")
+        with SlowClients(svc.name, n):
+            got = answer_rate(svc.name, 2.0)
+        rows.append({"slow": n, **got})
+    return rows
+
+
+def keepalive_sweep(svc: Service, series: Series, points, ui, known=None) -> list[dict]:
+    ui.phase(f"{series.label}: restarting {svc.name}")
+    svc.restart()
+    rows = []
+    for k in points:
+        ui.phase(f"{series.label}: {k} requests per connection")
+        rows.append({"per_connection": k, **answer_rate(svc.name, 2.0, per_connection=k)})
+    return rows
+
+
+SWEEPS = {"zombie_sweep": zombie_sweep, "fd_sweep": fd_sweep, "answer_sweep": answer_sweep,
+          "slow_sweep": slow_sweep, "keepalive_sweep": keepalive_sweep}
+LOADS.update({"slow_clients": slow_clients, "keep_alive": keep_alive})
 
 
 def run_chart(engine, chart: Chart, series: list[Series], points, ui, known=None) -> dict:

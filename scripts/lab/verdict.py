@@ -172,7 +172,32 @@ def eintr(obs: dict, rule: dict) -> tuple[bool, str]:
     return ok, f"{died}; {twin}."
 
 
+def not_held(obs: dict, rule: dict) -> tuple[bool, str]:
+    """4b: slow clients held open cost the others (almost) nothing."""
+    without, held = obs["without"], obs["with"]
+    ratio = held["rate"] / without["rate"] if without["rate"] else 0.0
+    p50 = held["p50"]
+    ok = ratio >= rule["ratio"] and p50 is not None and p50 <= rule["p50"]
+    median = f"{p50 * 1000:.1f} ms" if p50 is not None else "never"
+    return ok, (f"{obs['service']} with {obs['slow']} slow clients held open: "
+                f"{held['rate']:g} answers/s to the others ({ratio:.2f}x of "
+                f"{without['rate']:g} without them), median answer {median}.")
+
+
+def keep_alive_pays(obs: dict, rule: dict) -> tuple[bool, str]:
+    """4b: many requests per connection beat a connection per request."""
+    close, kept = obs["close"], obs["kept"]
+    ratio = kept["rate"] / close["rate"] if close["rate"] else 0.0
+    reused = kept["connections"] < kept["answers"]
+    return ratio > 1.0 and reused, (
+        f"{obs['service']}: {close['rate']:g} answers/s with a connection per request, "
+        f"{kept['rate']:g} with up to {obs['per_connection']} per connection ({ratio:.2f}x; "
+        f"{kept['answers']} answers over {kept['connections']} connections).")
+
+
 RULES: dict[str, Callable[[dict, dict], tuple[bool, str]]] = {
+    "not_held": not_held,
+    "keep_alive_pays": keep_alive_pays,
     "serialised": serialised,
     "concurrent": concurrent,
     "hangs": hangs,

@@ -280,6 +280,11 @@ def test_p5_applications_pass_wsgiref_validator(up, app, kind):
     with Twin(service, ["python", SCRIPT[kind], f"{app}app:app"], workdir=WORKDIR,
               WSGI_VALIDATE=1, ACCESS_LOG_BUFFER=0) as twin:
         for case in diff.CASES[app]:
+            if app == "flask" and "chunked" in case.id:
+                # by design (README, HTTP conformance): a chunked body comes with
+                # wsgi.input_terminated, so Werkzeug reads wsgi.input with read()
+                # and no size, which wsgiref.validate refuses
+                continue
             plain = ask(service.name, case)
             validated = ask(service.name, case, port=twin.port)
             assert diff._without_port(validated) == diff._without_port(plain), \
