@@ -62,6 +62,8 @@ class Ctx:
         self.copies = copies
         self._files = grader_files()
         self.basic: Copy | None = None
+        self._made: list[Copy] = []   # this grade's copies (others may share `copies`)
+        self._lock = threading.Lock()
 
     def copy(self, role: str, app: str | None = None, nofile: int | None = None,
              pids: int | None = 512, image: str | None = None, wait: bool = True) -> Copy:
@@ -69,9 +71,25 @@ class Ctx:
         env = self.target.copy_env(wsgi_app)
         copy = self.copies.start(image or self.target.image, role, env=env, nofile=nofile,
                                  pids=pids, files=self._files if wsgi_app else None)
+        with self._lock:
+            self._made.append(copy)
         if wait:
             copy.wait_listening(S.LISTEN_TIMEOUT)
         return copy
+
+    def release(self, stage: str) -> None:
+        """Remove this grade's copies of one stage (role `stage` or `stage.*`)."""
+        with self._lock:
+            mine = [c for c in self._made if c.role == stage or c.role.startswith(stage + ".")]
+            self._made = [c for c in self._made if c not in mine]
+        for copy in mine:
+            copy.remove()
+
+    def release_all(self) -> None:
+        with self._lock:
+            mine, self._made = self._made, []
+        for copy in mine:
+            copy.remove()
 
     def app_copy(self, role: str, **kw) -> Copy:
         """A copy serving the grader's bare WSGI app when the target is a WSGI
@@ -540,11 +558,11 @@ def check_burst(ctx: Ctx) -> Result:
     watch = copy.watch(0.1)
     try:
         replies = wire.burst(copy.address(), PORT, S.BURST_CLIENTS,
-                             wire.request("GET", "/hello", HOST), S.BURST_CONNECT, until=answered)
+                             wire.request("GET", "/hello", HOST), S.BURST_ANSWER, until=answered)
     except OSError as error:
         watch.stop()
         return bad(f"not all {S.BURST_CLIENTS} clients could connect within "
-                   f"{S.BURST_CONNECT:g} s each ({type(error).__name__}): the listen backlog "
+                   f"{S.BURST_ANSWER:g} s each ({type(error).__name__}): the listen backlog "
                    "was full, and the server, busy with one connected client that had not "
                    "sent yet, did not accept")
     n_ok = sum(1 for r in replies if r.matched and r.status == 200)

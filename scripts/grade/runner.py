@@ -91,13 +91,13 @@ def run(ctx: Ctx, ids: list[str], progress: Progress, jobs: int = JOBS) -> dict[
         result.seconds = round(time.monotonic() - t0, 2)
         results[stage_id] = result
         progress.finish(stage_id)
-        ctx.copies.remove_role(stage_id)
+        ctx.release(stage_id)
 
     def shared():
         with slots:
             for stage_id in [i for i in ids if i in SHARED]:
                 timed(stage_id, SHARED[stage_id], basic)
-            basic.remove()
+            ctx.release("basic")
 
     def own(stage_id):
         with slots:
@@ -118,4 +118,5 @@ def run(ctx: Ctx, ids: list[str], progress: Progress, jobs: int = JOBS) -> dict[
     for t in threads:
         while t.is_alive():
             t.join(0.5)  # a short join: the main thread must see KeyboardInterrupt
+    ctx.release_all()
     return {i: results[i] for i in ids if i in results}

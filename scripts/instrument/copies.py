@@ -406,7 +406,10 @@ class Copies:
             container.put_archive("/", _tar(files))
         container.start()
         if observe:
-            copy.observer = self._start_observer(copy)
+            try:
+                copy.observer = self._start_observer(copy)
+            except self.docker.errors.APIError:
+                pass  # the copy exited at once: wait_listening says so, with its logs
         return copy
 
     def _start_observer(self, copy: Copy):
@@ -420,12 +423,6 @@ class Copies:
         with self._lock:
             if copy in self._made:
                 self._made.remove(copy)
-
-    def remove_role(self, prefix: str) -> None:
-        """Remove the copies whose role is `prefix` or starts with `prefix.`."""
-        for copy in list(self._made):
-            if copy.role == prefix or copy.role.startswith(prefix + "."):
-                copy.remove()
 
     def remove_all(self) -> None:
         """Remove every copy (and observer) this run made; no new ones after it."""
