@@ -44,14 +44,13 @@ DIFFERENCES_BY_DESIGN = [
     "separator cookie parsers split on); gunicorn joins with a bare ',', so two Cookie "
     "fields 'a=1' and 'b=2' reach the application as 'a=1,b=2' and Django reads one "
     "cookie a='1,b=2'.",
-    "A raw (not percent-encoded) UTF-8 request target reaches PATH_INFO as its bytes "
-    "decoded as latin-1, as PEP 3333 says; gunicorn 23 encodes it twice, so Pyramid's "
-    "/greet/café greets 'cafÃ©' under gunicorn and 'café' under ours. Percent-encoded "
-    "paths are the same on both.",
+    "A raw (not percent-encoded) UTF-8 request target is not a URI: ours answers 400 "
+    "(RFC 9112 section 3); gunicorn 23 accepts it and encodes it twice, so Pyramid's "
+    "/greet/café greets 'cafÃ©'. Percent-encoded paths are the same on both.",
     "An absolute-form target (GET http://host/path) sets HTTP_HOST from the target, as "
     "RFC 9112 section 3.2.2 requires; gunicorn keeps the Host header.",
     "A chunked request body is decoded before the application runs and handed over "
-    "with CONTENT_LENGTH (no HTTP_TRANSFER_ENCODING, no wsgi.input_terminated); "
+    "with CONTENT_LENGTH, HTTP_TRANSFER_ENCODING as sent and wsgi.input_terminated; "
     "gunicorn passes the stream on with wsgi.input_terminated and no CONTENT_LENGTH. "
     "Frameworks that only read CONTENT_LENGTH (Django) see an empty body under "
     "gunicorn and the real body under ours.",
@@ -357,7 +356,8 @@ DIFFERS_BY_DESIGN = {
         Answer(200, "text/plain", b"")),
     ("pyramid", "greet-raw-utf8"): (
         Case("greet-raw-utf8", target="/greet/café".encode()),
-        Answer(200, "text/plain; charset=UTF-8", "Hello, café!\n".encode())),
+        Answer(400, "text/plain; charset=utf-8",  # RFC 9112 section 3: not a URI
+               b"400 Bad Request: invalid character in the request target\n")),
     ("django", "upload-100k-chunked"): (
         Case("upload-100k-chunked", "POST", "/upload",
              (FORM_CT, ("Transfer-Encoding", "chunked")), chunked(BIG_FORM)),
@@ -369,7 +369,7 @@ DIFFERS_BY_DESIGN = {
         Case("environ-chunked", "POST", "/environ",
              (("Content-Type", "text/plain"), ("Transfer-Encoding", "chunked")),
              chunked(b"0123456789" * 10, 30)),
-        None),  # checked by key: CONTENT_LENGTH 100, no HTTP_TRANSFER_ENCODING
+        None),  # checked by key: CONTENT_LENGTH 100, HTTP_TRANSFER_ENCODING kept
     ("wsgi", "environ-repeated-raw"): (
         Case("environ-repeated-raw", target="/environ",
              headers=(("X-Rep", "a"), ("X-Rep", "b"), ("Cookie", "a=1"), ("Cookie", "b=2"))),
@@ -438,7 +438,8 @@ def test_differs_from_gunicorn_by_design(key, capsys):
         elif case_id == "environ-chunked":
             env = _environ(server, case)
             assert env.get("CONTENT_LENGTH") == "100", server
-            assert "HTTP_TRANSFER_ENCODING" not in env, server
+            assert env.get("HTTP_TRANSFER_ENCODING") == "chunked", server
+            assert env.get("wsgi.input_terminated") == "True", server
         elif case_id == "environ-repeated-raw":
             env = _environ(server, case)
             assert env["HTTP_X_REP"] == "a, b", server
@@ -489,7 +490,11 @@ def test_application_passes_wsgiref_validator(up, app, prefix):
     script, workdir = VALIDATED[prefix]
     with Twin(service, ["python", script, f"{app}app:app"], workdir=workdir,
               WSGI_VALIDATE=1) as twin:
-        for case in CASES[app]:
+        # wsgi.input_terminated (issue 9) makes Werkzeug call read() without a size on a
+        # chunked request, which the input-termination extension allows and PEP 3333's
+        # validator refuses: an incompatibility of the two, not of the server
+        checked = [case for case in CASES[app] if not (app == "flask" and "chunked" in case.id)]
+        for case in checked:
             plain = ask(service.name, case)
             validated = ask(service.name, case, port=twin.port)
             assert validated.status != 500, \
@@ -504,5 +509,5 @@ def test_application_passes_wsgiref_validator(up, app, prefix):
     assert not bad, "the validator complained:\n" + "\n".join(bad[:20]) + \
         f"\n--- log ---\n{log[-3000:]}"
     served = len(re.findall(r'" [1-5]\d\d \d+', log))
-    assert served >= len(CASES[app]), f"only {served} access lines in the twin's log:\n{log}"
+    assert served >= len(checked), f"only {served} access lines in the twin's log:\n{log}"
     assert warned, "no WSGIWarning for an unknown method: is wsgiref.validate on in the twin?"
