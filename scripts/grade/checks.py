@@ -741,7 +741,8 @@ def check_eagain(ctx: Ctx) -> Result:
     peak = max(watch.peak_procs(), procs0)
     seen = watch.children_seen(server, before)
     load = (f"{len(socks)} silent connections held, {peak} processes at the peak "
-            f"(pids limit {S.EAGAIN_PIDS})")
+            f"(pids limit {S.EAGAIN_PIDS})" if watch.looks else
+            f"{len(socks)} silent connections held (pids limit {S.EAGAIN_PIDS})")
     if peak > S.EAGAIN_PIDS + 2:
         return skip(f"the engine did not apply the pids limit: {load}")
     if not still:
