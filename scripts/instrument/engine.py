@@ -292,17 +292,23 @@ class Service:
             if server := self._ready():
                 return server
             if not self.running():
-                break
+                state = self.state()
+                raise EngineError(f"{self.name} is {state['Status']} (exit code "
+                                  f"{state.get('ExitCode')}) instead of running: it did not "
+                                  f"{why}; see `{self.engine.compose_command('logs', self.name)}`",
+                                  code=1)
             time.sleep(0.1)
-        state = self.state()
-        raise EngineError(f"{self.name} did not {why} within {timeout:g} s (it is "
-                          f"{state['Status']}, exit code {state.get('ExitCode')}): see "
+        raise EngineError(f"{self.name} runs but its server did not LISTEN on {PORT} within "
+                          f"{timeout:g} s: it did not {why}; see "
                           f"`{self.engine.compose_command('logs', self.name)}`", code=1)
 
     def restart(self, timeout: float = 60) -> procs.Proc:
         """Restart afresh (an exited container too); wait, without connecting,
-        until the server process is up and LISTENs on 8888. Returns the server."""
+        until the server process is up and LISTENs on 8888. Returns the server.
+        A container the restart left stopped is started once more."""
         self._on(lambda c: c.restart(timeout=2))
+        if not self.running():
+            self._on(lambda c: c.start())
         return self._wait_ready(timeout, "come back after a restart")
 
     def ensure_up(self, timeout: float = 60) -> procs.Proc:
