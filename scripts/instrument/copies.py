@@ -430,17 +430,14 @@ class Copies:
         for copy in list(self._made):
             copy.remove()
         # anything labelled by this owner that a half-made copy left
-        for c in self.client.containers.list(all=True, filters={"label": f"{LABEL}={self.owner}"}):
-            try:
-                c.remove(force=True)
-            except self.docker.errors.APIError:
-                pass
+        for row in self._labelled(f"{LABEL}={self.owner}"):
+            self._remove(row["Id"])
 
     def sweep(self) -> int:
         """Remove the copies whose maker (a grade run's container) is gone."""
         removed = 0
-        for c in self.client.containers.list(all=True, filters={"label": LABEL}):
-            owner = c.labels.get(LABEL, "")
+        for row in self._labelled(LABEL):
+            owner = (row.get("Labels") or {}).get(LABEL, "")
             if owner == self.owner:
                 continue
             try:
@@ -448,12 +445,23 @@ class Copies:
             except self.docker.errors.APIError:
                 alive = False
             if not alive:
-                try:
-                    c.remove(force=True)
-                    removed += 1
-                except self.docker.errors.APIError:
-                    pass
+                removed += self._remove(row["Id"])
         return removed
+
+    def _labelled(self, label: str) -> list[dict]:
+        """Containers with the label, as the engine lists them (no inspect: another
+        run may remove one meanwhile)."""
+        try:
+            return self.client.api.containers(all=True, filters={"label": label})
+        except self.docker.errors.APIError:
+            return []
+
+    def _remove(self, container_id: str) -> int:
+        try:
+            self.client.api.remove_container(container_id, force=True)
+            return 1
+        except self.docker.errors.APIError:
+            return 0
 
 
 def _tar(files: dict[str, bytes]) -> bytes:

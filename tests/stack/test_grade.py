@@ -82,8 +82,8 @@ def test_calibration_matrix_tells_the_articles_story(engine):
     assert not errors, errors
     diffs = [d for r in rows for d in calibration.differences(r, results[r.service])]
     assert not diffs, "\n".join(diffs)
-    leftovers = engine.client.containers.list(all=True, filters={"label": f"{LABEL}={copies.owner}"})
-    assert not leftovers, [c.name for c in leftovers]
+    leftovers = engine.client.api.containers(all=True, filters={"label": f"{LABEL}={copies.owner}"})
+    assert not leftovers, [c["Names"] for c in leftovers]
 
 
 def _grade(*args, timeout=180) -> subprocess.CompletedProcess:
