@@ -1,7 +1,7 @@
 """bench: our servers against gunicorn, pair by pair, in one run, with goals.
 
     docker compose run --rm tests bench                 (every comparison below)
-    bench --only 4a-bare,4b-bare --duration 3s --rounds 2
+    bench --only 4a-bare,4b-bare --duration 3s --rounds 1
     bench part3-wsgi-wsgi gunicorn-wsgi                 (just these targets, once)
 
 Run it inside the compose network (the tests container): load through the
@@ -12,8 +12,11 @@ ephemeral ports within seconds. Only the project's own services are
 targets; every load is bounded (wrk -d, at most 25 s a run).
 
 Each comparison is ours (A) against its yardstick (B) under the same load,
-measured A, B, A, B, ... (--rounds pairs, so drifting noise hits both
-alike); the figures are the medians of the rounds. The loads:
+measured A, B, A, B, A, B (--rounds pairs, so drifting noise hits both
+alike); the figures are the medians of the rounds. Beside req/s it reads
+the CPU time each server's container used during each run (cgroup
+cpuacct, through the engine's socket): CPU per request hardly moves when
+other work loads the machine, req/s does. The loads:
 
     close       wrk -t2 -c50 -d5s --latency -H 'Connection: close' .../hello
                 (a new connection per request: gunicorn's sync worker and
@@ -322,6 +325,39 @@ def limits(services: list[str]) -> dict[str, str]:
     return out
 
 
+CPU_READ = ("cat /sys/fs/cgroup/cpuacct/cpuacct.usage 2>/dev/null || "
+            "awk '/^usage_usec/ {print $2 * 1000}' /sys/fs/cgroup/cpu.stat")
+
+
+class CpuMeter:
+    """The CPU time a service's container used (cgroup v1 cpuacct, or v2
+    cpu.stat), read through the engine before and after a run: CPU per
+    request barely depends on what else loads the machine, req/s does."""
+
+    def __init__(self):
+        try:
+            import docker
+
+            self.client = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=10)
+            self.project = os.environ.get("COMPOSE_PROJECT_NAME") or self.client.containers.get(
+                socket.gethostname()).labels["com.docker.compose.project"]
+        except Exception:
+            self.client = None
+
+    def read(self, service: str) -> int | None:
+        """Nanoseconds of CPU used by the container so far, or None."""
+        if self.client is None:
+            return None
+        try:
+            found = self.client.containers.list(filters={"label": [
+                f"com.docker.compose.project={self.project}",
+                f"com.docker.compose.service={service}"]})
+            code, out = found[0].exec_run(["sh", "-c", CPU_READ])
+            return int(float(out.decode().split()[0])) if code == 0 else None
+        except Exception:
+            return None
+
+
 def median_row(target: str, runs: list[dict], load: str, slow: int, key: str) -> dict:
     server, app = KNOWN.get(target, ("?", "?"))
     if slow:
@@ -334,6 +370,9 @@ def median_row(target: str, runs: list[dict], load: str, slow: int, key: str) ->
         "p50_ms": round(statistics.median(r["p50_ms"] for r in good), 3) if good else None,
         "p99_ms": round(statistics.median(r["p99_ms"] for r in good), 3) if good else None,
         "errors": sum(r["errors"] for r in runs),
+        "cpu_us_per_request": (round(statistics.median(cpu), 1)
+                               if (cpu := [r["cpu_us"] for r in runs if r.get("cpu_us")])
+                               else None),
         "comparison": key, "load": load, "slow_clients": slow,
         "runs_rps": [r["rps"] for r in runs],
     }
@@ -341,41 +380,55 @@ def median_row(target: str, runs: list[dict], load: str, slow: int, key: str) ->
 
 def verdict(comp: Comparison, ours: dict, theirs: dict) -> dict:
     ratio = ours["rps"] / theirs["rps"] if theirs["rps"] else 0.0
+    cpu_ours, cpu_theirs = ours.get("cpu_us_per_request"), theirs.get("cpu_us_per_request")
     return {"comparison": comp.key, "what": comp.what, "load": comp.load,
             "ours": ours["target"], "theirs": theirs["target"], "ratio": round(ratio, 2),
-            "goal": comp.goal, "reached": ratio >= comp.goal}
+            "goal": comp.goal, "reached": ratio >= comp.goal,
+            # how many times less CPU a request costs ours (the same measure, per request)
+            "cpu_ratio": (round(cpu_theirs / cpu_ours, 2) if cpu_ours and cpu_theirs
+                          else None)}
 
 
-def measure(target: str, load: str, slow: int, args, use_wrk) -> dict:
+def measure(target: str, load: str, slow: int, args, use_wrk, meter=None) -> dict:
     run = run_wrk if use_wrk else run_python
+    before = meter.read(target) if meter else None
     if not slow:
-        return run(target, load, args)
-    with SlowClients(target, slow):
-        return run(target, load, args)
+        result = run(target, load, args)
+    else:
+        with SlowClients(target, slow):
+            result = run(target, load, args)
+    after = meter.read(target) if meter else None
+    if before is not None and after is not None and result.get("requests"):
+        result["cpu_us"] = round((after - before) / 1000 / result["requests"], 1)
+    return result
 
 
 def print_run(label: str, result: dict):
     p50 = "-" if result["p50_ms"] is None else f"{result['p50_ms']:8.2f}"
     p99 = "-" if result["p99_ms"] is None else f"{result['p99_ms']:8.2f}"
+    cpu = f"   cpu {result['cpu_us']:7.1f} us/req" if result.get("cpu_us") else ""
     print(f"    {label:42} {result['rps']:9.1f} req/s   p50 {p50} ms   p99 {p99} ms   "
-          f"errors {result['errors']}", flush=True)
+          f"errors {result['errors']}{cpu}", flush=True)
 
 
 def table(rows: list[dict], verdicts: list[dict]) -> str:
     """The README's table: one line per comparison, A then B."""
     by = {(r["comparison"], r["target"], r["slow_clients"]): r for r in rows}
-    lines = ["| comparison | load | server (service) | req/s | p50 | p99 | ratio | goal |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| comparison | load | server (service) | req/s | p50 | p99 | server CPU "
+             "per request | ratio (req/s) | goal |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for v in verdicts:
         comp = next(c for c in COMPARISONS if c.key == v["comparison"])
         ours = by[(comp.key, comp.ours, comp.slow_clients)]
         theirs = by[(comp.key, comp.theirs, 0)]
         mark = "reached" if v["reached"] else "**not reached**"
         for i, row in enumerate((ours, theirs)):
+            cpu = row.get("cpu_us_per_request")
             lines.append(
                 f"| {comp.key if not i else ''} | {comp.load if not i else ''} | "
                 f"{row['server']} ({row['target']}) | {row['rps']:,.0f} | "
                 f"{row['p50_ms']:.1f} ms | {row['p99_ms']:.1f} ms | "
+                + (f"{cpu:,.0f} µs | " if cpu else "- | ")
                 + (f"**{v['ratio']:.2f}x** | >= {comp.goal:g}x, {mark} |" if not i else " | |"))
     return "\n".join(lines)
 
@@ -387,8 +440,8 @@ def main(argv=None) -> int:
                         "(the load: --load); default: every comparison")
     parser.add_argument("--only", help="comma-separated comparisons: "
                         + ",".join(c.key for c in COMPARISONS))
-    parser.add_argument("--rounds", type=int, default=2, help="A/B pairs per comparison "
-                        "(medians of them); default 2: A, B, A, B")
+    parser.add_argument("--rounds", type=int, default=3, help="A/B pairs per comparison "
+                        "(medians of them); default 3: A, B, A, B, A, B")
     parser.add_argument("--load", choices=("close", "keep-alive"), default="close",
                         help="for explicit targets")
     parser.add_argument("-d", "--duration", default="5s", help="per run (wrk syntax), <= 25s")
@@ -437,6 +490,7 @@ def main(argv=None) -> int:
     rows: list[dict] = []
     verdicts: list[dict] = []
     first = True
+    meter = CpuMeter()
     if args.targets:  # plain measurements, no goals
         for target in args.targets:
             if target in down:
@@ -444,7 +498,7 @@ def main(argv=None) -> int:
             if not first:
                 time.sleep(args.pause)
             first = False
-            result = measure(target, args.load, 0, args, use_wrk)
+            result = measure(target, args.load, 0, args, use_wrk, meter)
             print_run(f"{target} ({args.load})", result)
             rows.append(median_row(target, [result], args.load, 0, "-"))
     for comp in ([] if args.targets else comparisons):
@@ -459,7 +513,7 @@ def main(argv=None) -> int:
                 if not first:
                     time.sleep(args.pause)
                 first = False
-                result = measure(target, comp.load, slow, args, use_wrk)
+                result = measure(target, comp.load, slow, args, use_wrk, meter)
                 runs[side].append(result)
                 print_run(f"{'AB'[side]} {target}" + (f" + {slow} slow clients" if slow else ""),
                           result)
@@ -468,8 +522,9 @@ def main(argv=None) -> int:
         rows += [ours, theirs]
         v = verdict(comp, ours, theirs)
         verdicts.append(v)
+        cpu = f"; CPU per request {v['cpu_ratio']:.2f}x less" if v["cpu_ratio"] else ""
         print(f"  {comp.key}: {v['ratio']:.2f}x (goal {comp.goal:g}x: "
-              f"{'reached' if v['reached'] else 'NOT reached'}); p50 "
+              f"{'reached' if v['reached'] else 'NOT reached'}){cpu}; p50 "
               f"{ours['p50_ms']} vs {theirs['p50_ms']} ms, p99 {ours['p99_ms']} vs "
               f"{theirs['p99_ms']} ms")
 

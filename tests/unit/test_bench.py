@@ -48,7 +48,8 @@ def test_close_load_sends_connection_close_and_keep_alive_does_not():
 
 
 def test_medians_ratio_and_the_table_row_shape_the_lab_reads():
-    run = lambda rps, p50: {"rps": rps, "p50_ms": p50, "p99_ms": p50 * 4, "errors": 0}  # noqa: E731
+    run = lambda rps, p50: {"rps": rps, "p50_ms": p50, "p99_ms": p50 * 4, "errors": 0,  # noqa: E731
+                            "cpu_us": 1e5 / rps}
     ours = median_row("part4-prefork-wsgi", [run(4000, 10), run(5000, 9), run(4600, 8)],
                       "close", 0, "4a-bare")
     theirs = median_row("gunicorn-wsgi", [run(2000, 20), run(2200, 22)], "close", 0, "4a-bare")
@@ -57,6 +58,7 @@ def test_medians_ratio_and_the_table_row_shape_the_lab_reads():
         assert {"target", "server", "app", "rps", "p50_ms", "p99_ms", "errors"} <= set(row)
     v = verdict(COMPARISONS[0], ours, theirs)
     assert v["ratio"] == 2.19 and v["reached"]
+    assert ours["cpu_us_per_request"] == 21.7 and v["cpu_ratio"] == 2.2
     text = table([ours, theirs], [v])
     assert "| 4a-bare | close | webserver4a (part4-prefork-wsgi) | 4,600 |" in text
     assert "**2.19x** | >= 2x, reached |" in text
