@@ -522,7 +522,10 @@ def main(argv=None) -> int:
         rows += [ours, theirs]
         v = verdict(comp, ours, theirs)
         verdicts.append(v)
-        cpu = f"; CPU per request {v['cpu_ratio']:.2f}x less" if v["cpu_ratio"] else ""
+        cpu = ""
+        if v["cpu_ratio"]:
+            cpu = (f"; CPU per request {v['cpu_ratio']:.2f}x less" if v["cpu_ratio"] >= 1 else
+                   f"; CPU per request {1 / v['cpu_ratio']:.2f}x more")
         print(f"  {comp.key}: {v['ratio']:.2f}x (goal {comp.goal:g}x: "
               f"{'reached' if v['reached'] else 'NOT reached'}){cpu}; p50 "
               f"{ours['p50_ms']} vs {theirs['p50_ms']} ms, p99 {ours['p99_ms']} vs "
