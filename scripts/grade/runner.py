@@ -1,5 +1,5 @@
 """Run the stages of one target: its first copy (the start check, then hello
-and http on it), every other stage on its own copy, a few at once, the loads
+on it), every other stage on its own copy, a few at once, the loads
 (`heavy`) one at a time. A progress line on stderr while they run."""
 
 from __future__ import annotations
