@@ -74,17 +74,31 @@ def test_p1_1000_requests_are_served_by_the_same_worker_pids(service):
 
 # ---------------------------------------------------------------- P2
 
+# Kill a worker and time its replacement inside the container, so that the
+# latency of `docker exec` does not count: milliseconds until the arbiter
+# has WORKERS live children again without the victim (or 3000+ if never).
+REPLACED_MS = r"""
+A=$1; V=$2; t0=$(date +%s%N); kill -9 "$V"
+while :; do
+  n=$(ps -o pid=,stat= --ppid "$A" | awk -v v="$V" '$1 != v && $2 !~ /^Z/' | wc -l)
+  ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  if [ "$n" -ge "$3" ] || [ "$ms" -gt 3000 ]; then echo "$ms"; exit 0; fi
+  sleep 0.01
+done
+"""
+
+
 @pytest.mark.parametrize("service", PART4, indirect=True)
 def test_p2_a_killed_worker_is_replaced_within_1_s_without_a_zombie(service):
     before = workers(service)
     assert len(before) == WORKERS
     victim = before[0]
-    t0 = time.monotonic()
-    service.must(["kill", "-9", str(victim)])
+    arbiter = service.server_pid()
+    ms = int(service.must(["sh", "-c", REPLACED_MS, "replaced", str(arbiter), str(victim),
+                           str(WORKERS)]).split()[-1])
+    assert ms <= 1000, f"{service.name}: the killed worker was replaced after {ms} ms"
     after = wait_for(lambda: (w := workers(service)) and len(w) == WORKERS
                      and victim not in w and w, 3, 0.05, f"a new worker in {service.name}")
-    took = time.monotonic() - t0
-    assert took <= 1.0 + 0.5, f"replaced after {took:.2f} s"  # 0.5 s: the execs that look
     assert set(after) - set(before), "no new worker"
     assert not service.zombies(), f"zombies: {service.zombies()}"
     assert _get_many(service.name, 50).count(200) == 50
