@@ -15,7 +15,8 @@ A reset, a refused connect and other errors are kept too, never raised.
 1xx answers skipped, chunked bodies decoded). `parallel` sends N clients at
 once (threads released together by a barrier); `burst` connects N clients
 first, lets the caller look (the server's children, the backlog) while all
-are connected and silent, then releases every request at once.
+are connected and silent, then `release`s every request at once (release
+alone does that for sockets the caller connected itself).
 """
 
 from __future__ import annotations
@@ -352,8 +353,7 @@ def burst(host: str, port: int, n: int, data: bytes, timeout: float = 10.0, unti
           keep_open: bool = False, connected: Callable[[list[socket.socket]], None] | None = None
           ) -> list[Reply]:
     """Connect `n` clients first (sending nothing), call `connected(socks)`
-    while all are connected and silent, then release every request at once
-    (a barrier) and read each answer; times count from the release."""
+    while all are connected and silent, then `release` them."""
     socks = []
     try:
         for _ in range(n):
@@ -364,13 +364,21 @@ def burst(host: str, port: int, n: int, data: bytes, timeout: float = 10.0, unti
         for s in socks:
             s.close()
         raise
+    return release(socks, data, timeout, until, keep_open)
+
+
+def release(socks: list[socket.socket], data: bytes, timeout: float = 10.0, until=None,
+            keep_open: bool = False) -> list[Reply]:
+    """Send `data` on every connected socket at the same moment (a barrier)
+    and read each answer; times count from the release."""
+    n = len(socks)
     barrier = threading.Barrier(n + 1)
     replies: list[Reply | None] = [None] * n
     start = [0.0]
 
     def one(i):
         barrier.wait()
-        replies[i] = exchange(host, port, data, timeout, until, keep_open, start=start[0],
+        replies[i] = exchange("", 0, data, timeout, until, keep_open, start=start[0],
                               sock=socks[i])
 
     threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
@@ -381,7 +389,6 @@ def burst(host: str, port: int, n: int, data: bytes, timeout: float = 10.0, unti
     for t in threads:
         t.join(timeout + 15)
     return [r or Reply(error="thread did not finish") for r in replies]
-
 
 
 def finish_all(replies: list[Reply], timeout: float) -> list[Reply]:
