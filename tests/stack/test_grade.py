@@ -93,14 +93,14 @@ def _grade(*args, timeout=180) -> subprocess.CompletedProcess:
 
 def test_grade_command_writes_json_and_junit_and_exits_1_on_a_failure(tmp_path):
     out_json, out_xml = tmp_path / "g.json", tmp_path / "g.xml"
-    run_ = _grade("part3-fork-leaky", "--only", "eof,fd-leak", "--json", str(out_json),
+    run_ = _grade("part3-fork-leaky", "--only", "eof,zombie", "--json", str(out_json),
                   "--junit-xml", str(out_xml), "--quiet")
     assert run_.returncode == 1, run_.stdout + run_.stderr
     assert "eof" in run_.stdout and "FAIL" in run_.stdout
     assert "services/part3/webserver3g.py" in run_.stdout, run_.stdout
     data = json.loads(out_json.read_text())
     assert data["target"] == "part3-fork-leaky"
-    assert [s["id"] for s in data["stages"]] == ["eof", "fd-leak"]
+    assert [s["id"] for s in data["stages"]] == ["eof", "zombie"]
     assert {s["verdict"] for s in data["stages"]} == {"fail"}
     assert all(set(s) == {"id", "verdict", "evidence", "seconds"} for s in data["stages"])
     xml = out_xml.read_text()
@@ -108,7 +108,7 @@ def test_grade_command_writes_json_and_junit_and_exits_1_on_a_failure(tmp_path):
 
 
 def test_grade_command_exits_0_when_every_stage_passes():
-    run_ = _grade("part3-waitpid", "--only", "concurrent,zombie", "--quiet")
+    run_ = _grade("part3-waitpid", "--only", "concurrent,eof", "--quiet")
     assert run_.returncode == 0, run_.stdout + run_.stderr
     assert "2 pass, 0 FAIL, 0 skip" in run_.stdout
 
