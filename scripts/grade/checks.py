@@ -568,7 +568,8 @@ def check_burst(ctx: Ctx) -> Result:
         return bad(f"only {len(socks)} of {S.BURST_CLIENTS} clients could connect within "
                    f"{S.BURST_CONNECT:g} s: the listen backlog was full, and the server, busy "
                    "with one connected client that had not sent yet, did not accept")
-    replies = _release(socks, wire.request("GET", "/hello", HOST), S.BURST_ANSWER)
+    replies = wire.release(socks, wire.request("GET", "/hello", HOST), S.BURST_ANSWER,
+                           until=answered)
     n_ok = sum(1 for r in replies if r.matched and r.status == 200)
     took = max((r.answered or 0) for r in replies)
     final, running = wait_children_exited(copy, server, before)
@@ -614,27 +615,6 @@ def _connect_all(host: str, n: int, within: float) -> list[socket.socket]:
         t.join(max(0.1, deadline - time.monotonic() + 1))
     with lock:
         return list(socks)
-
-
-def _release(socks: list[socket.socket], data: bytes, timeout: float) -> list[wire.Reply]:
-    """Every connected client sends `data` at once (a barrier); the answers."""
-    barrier = threading.Barrier(len(socks) + 1)
-    replies: list[wire.Reply | None] = [None] * len(socks)
-    start = [0.0]
-
-    def one(i):
-        barrier.wait()
-        replies[i] = wire.exchange("", PORT, data, timeout, until=answered, start=start[0],
-                                   sock=socks[i])
-
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(socks))]
-    for t in threads:
-        t.start()
-    start[0] = time.monotonic()
-    barrier.wait()
-    for t in threads:
-        t.join(timeout + 15)
-    return [r or wire.Reply(error="no reply") for r in replies]
 
 
 # ---------------------------------------------------------------- beyond
