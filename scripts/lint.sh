@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ruff check services tests scripts
-hadolint docker/Dockerfile
+hadolint docker/Dockerfile services/yours/Dockerfile services/busybox/Dockerfile
 docker compose config -q
 docker compose --profile '*' config -q
 echo "lint: ruff, hadolint and compose config all pass"
