@@ -461,12 +461,14 @@ class SlowClients:
     def __init__(self, host: str, n: int):
         self.host, self.n = host, n
         self.release = threading.Event()
+        self.started = threading.Semaphore(0)  # one per connection that sent its first byte
         self.threads = [threading.Thread(target=self._drip, daemon=True) for _ in range(n)]
 
     def _drip(self):
         try:
             sock = socket.create_connection((self.host, PORT), timeout=5)
         except OSError:
+            self.started.release()  # counted: it will not drip
             return
         with sock:
             for i in range(len(SLOW_HEAD)):
@@ -474,14 +476,18 @@ class SlowClients:
                     sock.sendall(SLOW_HEAD[i:i + 1])
                 except OSError:
                     return
+                finally:
+                    if i == 0:
+                        self.started.release()
                 if self.release.wait(1.0):
                     return
 
     def __enter__(self) -> SlowClients:
         for t in self.threads:
             t.start()
-        if self.n:
-            time.sleep(1.2)  # every slow connection is open and has sent a byte
+        deadline = time.monotonic() + 10
+        for _ in range(self.n):  # every slow connection is open and has sent a byte
+            self.started.acquire(timeout=max(0.0, deadline - time.monotonic()))
         return self
 
     def __exit__(self, *exc) -> None:
