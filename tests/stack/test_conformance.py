@@ -1,4 +1,4 @@
-"""HTTP conformance (issue 9): our WSGI servers and gunicorn against the
+"""HTTP conformance: our WSGI servers and gunicorn against the
 request set of scripts/conformance (written from RFC 9110 and RFC 9112).
 
 - ours (webserver2, webserver3h, and the part 4 servers) answer every valid
@@ -7,8 +7,8 @@ request set of scripts/conformance (written from RFC 9110 and RFC 9112).
 - gunicorn answers as recorded (scripts/conformance/gunicorn-recorded.json,
   `python -m conformance --record-gunicorn`), so a change in gunicorn is
   noticed rather than silently moving the scores;
-- the bytes of issue 9's findings, sent to each server: ours now refuse them
-  (or keep Transfer-Encoding), gunicorn as it did when the issue was filed;
+- the bytes of the conformance findings (an earlier run's), sent to each server: ours now refuse them
+  (or keep Transfer-Encoding), gunicorn as it did when they were found;
 - a chunked form reaches Flask, Pyramid and Django whole.
 
 The whole set runs once (about 2 s), shared by the tests.
@@ -76,7 +76,7 @@ def test_gunicorn_answers_as_recorded(answers):
                           "if this is a new gunicorn, and update README's scores"
 
 
-# ---- issue 9's findings: the same bytes to every server ------------------------------
+# ---- the conformance findings: the same bytes to every server ------------------------------
 
 HEAD = b"Host: conformance.test\r\n"
 FINDINGS = {  # name: (bytes, what ours answers, what gunicorn 23 answers; "env": 200)
@@ -116,7 +116,7 @@ def answer_of(reply):
 
 @pytest.mark.parametrize("finding", FINDINGS)
 @pytest.mark.parametrize("service", OURS + [GUNICORN])
-def test_the_findings_of_issue_9(answers, service, finding):  # answers: the services are up
+def test_the_conformance_findings(answers, service, finding):  # answers: the services are up
     data, ours, gunicorn = FINDINGS[finding]
     got, environ = answer_of(wire.exchange(service, wire.PORT, data, timeout=5, shut_wr=True))
     assert got == (gunicorn if service == GUNICORN else ours)

@@ -1,4 +1,4 @@
-"""The grader graded (issue 8): the stack's own servers get the verdicts that
+"""The grader graded: the stack's own servers get the verdicts that
 tell the article's story (grade/calibration.py, one row per server, the
 stages that prove it), and `grade` behaves as a command.
 

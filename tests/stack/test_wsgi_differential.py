@@ -490,7 +490,7 @@ def test_application_passes_wsgiref_validator(up, app, prefix):
     script, workdir = VALIDATED[prefix]
     with Twin(service, ["python", script, f"{app}app:app"], workdir=workdir,
               WSGI_VALIDATE=1) as twin:
-        # wsgi.input_terminated (issue 9) makes Werkzeug call read() without a size on a
+        # wsgi.input_terminated makes Werkzeug call read() without a size on a
         # chunked request, which the input-termination extension allows and PEP 3333's
         # validator refuses: an incompatibility of the two, not of the server
         checked = [case for case in CASES[app] if not (app == "flask" and "chunked" in case.id)]

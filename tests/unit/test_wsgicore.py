@@ -285,7 +285,7 @@ def test_input_stream_calls_the_continue_callback_once_on_first_read():
 
 
 # --------------------------------------------------------------------------
-# 1b. the findings of issue 9 (HTTP conformance), one test each. Each failed
+# 1b. the findings of a conformance run, one test each. Each failed
 #     on the wsgicore before the fix: WSGICORE=<old wsgicore.py> -k finding
 # --------------------------------------------------------------------------
 
@@ -879,7 +879,7 @@ def test_a_chunked_body_is_decoded_and_framed_by_content_length(server):
     env = fetch(server.port, "POST", "/dump", body=chunked(b"hello"),
                 headers=[("Transfer-Encoding", "chunked")]).json()
     assert env["CONTENT_LENGTH"] == "5"
-    assert env["HTTP_TRANSFER_ENCODING"] == "chunked"  # kept, as sent (issue 9)
+    assert env["HTTP_TRANSFER_ENCODING"] == "chunked"  # kept, as sent
 
 
 def test_expect_100_continue_gets_an_interim_response_before_the_body(server):

@@ -1,7 +1,7 @@
-"""The grader's pure parts (issue 8): the stages and the calibration as data,
+"""The grader's pure parts: the stages and the calibration as data,
 README's tables, the reports, the command line's usage errors, the parsing of
 what the observer prints. No engine: runs on the host
-(`python3 -m pytest tests/unit/test_grade.py`)."""
+(`python3 -m pytest tests/unit/test_grader_parts.py`)."""
 
 from __future__ import annotations
 
