@@ -19,9 +19,9 @@ import re
 import threading
 import time
 
+import bad_input as bad
+import differential as diff
 import pytest
-import test_wsgi_bad_input as bad
-import test_wsgi_differential as diff
 from instrument import wire
 from instrument.engine import Twin
 from instrument.waiting import poll, wait_for
@@ -275,9 +275,9 @@ def test_p5_drip_fed_head_gets_408_and_an_idle_connection_is_closed(up):
     for name in PART4:
         up(name)
     results: dict = {}
-    threads = [threading.Thread(target=bad._drip, args=(name, results, f"drip {name}", 14))
+    threads = [threading.Thread(target=bad.drip, args=(name, results, f"drip {name}", 14))
                for name in PART4]
-    threads += [threading.Thread(target=bad._idle, args=(name, results, f"idle {name}", 14))
+    threads += [threading.Thread(target=bad.idle, args=(name, results, f"idle {name}", 14))
                 for name in PART4]
     for t in threads:
         t.start()
@@ -306,7 +306,7 @@ def test_p5_applications_pass_wsgiref_validator(up, app, kind):
                 continue
             plain = ask(service.name, case)
             validated = ask(service.name, case, port=twin.port)
-            assert diff._without_port(validated) == diff._without_port(plain), \
+            assert diff.without_port(validated) == diff.without_port(plain), \
                 f"{case.id}: the validated twin answers otherwise; log:\n{twin.log()[-3000:]}"
         log = twin.log()
         assert twin.alive(), f"the twin died; log:\n{log[-3000:]}"

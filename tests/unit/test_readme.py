@@ -1,4 +1,5 @@
-"""README's lab table is the experiments' own data, printed by `lab readme-table`."""
+"""README's tables are copies of one source each: the lab table of the
+experiments (`lab readme-table`), the services table of compose.yaml."""
 
 import os
 import subprocess
@@ -17,3 +18,20 @@ def test_readme_lab_table_is_what_lab_readme_table_prints():
     printed = subprocess.run([sys.executable, "-m", "lab", "readme-table"], env=env,
                              capture_output=True, text=True, check=True).stdout.strip()
     assert in_readme == printed, "README's lab table is stale: paste `lab readme-table`"
+
+
+def test_readme_services_table_names_every_service_of_compose_yaml():
+    """compose.yaml is the one list of services; README's table must not forget one."""
+    from instrument.servers import TOOLS, names
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## The services", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| ")]
+    named = set()
+    for cell in rows:
+        parts = [p.strip() for p in cell.split(",")]
+        stem = parts[0].rsplit("-", 1)[0]
+        named.add(parts[0])
+        named.update(stem + p if p.startswith("-") else p for p in parts[1:])
+    missing = [name for name in [*names(), *TOOLS] if name not in named]
+    assert not missing, f"README's services table lacks {missing}"
