@@ -126,10 +126,11 @@ def differences(row: Row, got: dict) -> list[str]:
             for i, r in got.items() if r.verdict != row.expect[i]]
 
 
-def calibrate(engine, full: bool = False, only: list[str] | None = None, jobs: int = 2,
-              rows_at_once: int = 2, say=print) -> int:
-    """Grade every row (the stages it proves, or all with `full`), print the
-    verdicts against the expected ones and the time per row; 1 if any differs."""
+def grade_rows(engine, rows, full: bool = False, jobs: int = 2, rows_at_once: int = 2,
+               say=print, join_timeout: float | None = None) -> dict[str, tuple[dict, float, str]]:
+    """Grade each row on its own copies (the stages it proves, or all with
+    `full`), `rows_at_once` rows at a time, the longest first; every copy is
+    removed afterwards. Returns service -> (results by stage, seconds, error)."""
     import threading
     import time
 
@@ -141,8 +142,7 @@ def calibrate(engine, full: bool = False, only: list[str] | None = None, jobs: i
 
     copies = Copies(engine)
     copies.sweep()
-    rows = sorted((r for r in ROWS if not only or r.service in only),
-                  key=lambda r: -len(IDS if full else r.prove))  # the longest first
+    rows = sorted(rows, key=lambda r: -len(IDS if full else r.prove))
     out: dict[str, tuple[dict, float, str]] = {}
     slots = threading.Semaphore(rows_at_once)
 
@@ -164,11 +164,22 @@ def calibrate(engine, full: bool = False, only: list[str] | None = None, jobs: i
         for t in threads:
             t.start()
         for t in threads:
-            t.join()
+            t.join(join_timeout)
     finally:
         copies.remove_all()
-    status = 0
     for row in rows:
+        out.setdefault(row.service, ({}, 0.0, "not finished in time"))
+    return out
+
+
+def calibrate(engine, full: bool = False, only: list[str] | None = None, jobs: int = 2,
+              rows_at_once: int = 2, say=print) -> int:
+    """Grade every row, print the verdicts against the expected ones and the
+    time per row; 1 if any differs."""
+    rows = [r for r in ROWS if not only or r.service in only]
+    out = grade_rows(engine, rows, full, jobs, rows_at_once, say)
+    status = 0
+    for row in sorted(rows, key=lambda r: -len(IDS if full else r.prove)):
         got, seconds, error = out[row.service]
         cells = " ".join(f"{SHORT[i]}={'.' if i not in got else got[i].verdict[0].upper()}"
                          for i in IDS)

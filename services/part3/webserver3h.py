@@ -67,7 +67,8 @@ class WSGIServer(wsgicore.BaseWSGIServer):
     multiprocess = True  # each request runs in its own forked process
 
     def serve_forever(self):
-        """Accept, fork, repeat; the handlers only record, the loop works.
+        """Accept, fork, repeat. grim_reaper (SIGCHLD) reaps at once, as in
+        webserver3g; the SIGTERM/SIGINT handler only records, the loop stops.
 
         gunicorn's arbiter style: signal.set_wakeup_fd() writes a byte into
         a pipe for every signal, and the loop sleeps in poll() on the listen
