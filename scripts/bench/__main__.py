@@ -41,6 +41,7 @@ so its figures are lower bounds and it says so).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -52,6 +53,9 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+
+from instrument import wire
+from instrument.engine import Engine, EngineError
 
 PORT = 8888
 PATH = "/hello"
@@ -289,36 +293,40 @@ class SlowClients:
 
 def answers(host: str) -> str | None:
     """None if GET /hello works, else why not."""
-    try:
-        with socket.create_connection((host, PORT), timeout=5) as sock:
-            sock.sendall(f"GET {PATH} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-                         .encode())
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-    except OSError as exc:
-        return f"{type(exc).__name__}: {exc}"
+    reply = wire.exchange(host, PORT, wire.get(PATH, host), timeout=5)
+    if not reply.ok:
+        return reply.error
+    if reply.reset or reply.timed_out:
+        return reply.summary()
+    data = reply.data
     return None if data.startswith(b"HTTP/1.1 200") else f"answered {data[:40]!r}"
+
+
+@functools.cache
+def _engine():
+    """The compose project's engine (instrument.engine), or None when this
+    container has no engine socket (or no docker SDK); made once a run."""
+    try:
+        return Engine()
+    except Exception:  # EngineError, or the docker SDK missing
+        return None
 
 
 def limits(services: list[str]) -> dict[str, str]:
     """The containers' cpu, memory and pids limits, through the engine (if
     this container has its socket); the load is only fair if they match."""
-    try:
-        import docker
-
-        client = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=10)
-        project = os.environ.get("COMPOSE_PROJECT_NAME") or \
-            client.containers.get(socket.gethostname()).labels["com.docker.compose.project"]
-    except Exception:
+    engine = _engine()
+    if engine is None:
         return {}
     out = {}
     for name in services:
-        found = client.containers.list(filters={"label": [
-            f"com.docker.compose.project={project}", f"com.docker.compose.service={name}"]})
-        if not found:
+        try:
+            container = engine.service(name).container
+        except EngineError:
             continue
-        hc = found[0].attrs["HostConfig"]
+        if container.status != "running":
+            continue
+        hc = container.attrs["HostConfig"]
         cpus = hc.get("NanoCpus") or 0
         out[name] = (f"cpus {cpus / 1e9:g}" if cpus else "cpus unlimited") + \
             f", memory {hc.get('Memory', 0) // 2**20} MiB, pids {hc.get('PidsLimit') or '-'}"
@@ -335,25 +343,17 @@ class CpuMeter:
     request barely depends on what else loads the machine, req/s does."""
 
     def __init__(self):
-        try:
-            import docker
-
-            self.client = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=10)
-            self.project = os.environ.get("COMPOSE_PROJECT_NAME") or self.client.containers.get(
-                socket.gethostname()).labels["com.docker.compose.project"]
-        except Exception:
-            self.client = None
+        self.engine = _engine()
+        self.services = {}
 
     def read(self, service: str) -> int | None:
         """Nanoseconds of CPU used by the container so far, or None."""
-        if self.client is None:
+        if self.engine is None:
             return None
         try:
-            found = self.client.containers.list(filters={"label": [
-                f"com.docker.compose.project={self.project}",
-                f"com.docker.compose.service={service}"]})
-            code, out = found[0].exec_run(["sh", "-c", CPU_READ])
-            return int(float(out.decode().split()[0])) if code == 0 else None
+            svc = self.services.setdefault(service, self.engine.service(service))
+            code, out = svc.exec(["sh", "-c", CPU_READ])
+            return int(float(out.split()[0])) if code == 0 else None
         except Exception:
             return None
 
