@@ -77,6 +77,8 @@ class Response:
     raw_body: bytes = b""   # as it came after the head (chunked: still encoded)
     interim: list[int] = field(default_factory=list)  # 1xx statuses before it
     complete: bool = True   # the body was framed and all of it arrived
+    version: str = ""       # of the status line, e.g. "HTTP/1.1"
+    raw: bytes = b""        # every byte parse_response was given, head included
 
     def header(self, name: str, default: str | None = None) -> str | None:
         name = name.lower()
@@ -117,7 +119,7 @@ def parse_response(data: bytes, head_request: bool = False) -> Response:
     """One response (after any 1xx). A HEAD answer's body is whatever came
     after its head: it should be empty. Not a response: status 0, the bytes
     as the body, complete False."""
-    resp, rest = Response(), data
+    resp, rest = Response(raw=data), data
     while True:
         head, sep, rest = rest.partition(CRLF + CRLF)
         lines = head.split(CRLF)
@@ -129,7 +131,7 @@ def parse_response(data: bytes, head_request: bool = False) -> Response:
         if 100 <= status < 200 and sep:
             resp.interim.append(status)
             continue
-        resp.status = status
+        resp.status, resp.version = status, status_line[0]
         resp.reason = status_line[2] if len(status_line) > 2 else ""
         for line in lines[1:]:
             name, _, value = line.decode("latin-1").partition(":")

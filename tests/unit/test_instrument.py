@@ -327,6 +327,13 @@ def test_parse_response_skips_1xx_decodes_chunked_and_keeps_a_head_body():
     assert wire.parse_response(b"garbage").status == 0
 
 
+def test_parse_response_keeps_the_version_and_every_byte_it_was_given():
+    data = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"
+    resp = wire.parse_response(data)
+    assert (resp.version, resp.body, resp.raw_body, resp.raw) == ("HTTP/1.0", b"ok", b"okEXTRA", data)
+    assert wire.parse_response(b"garbage").raw == b"garbage"
+
+
 def test_request_frames_the_body_and_asks_to_close():
     raw = wire.request("POST", "/echo", "h", [("X-A", "1"), ("X-A", "2")], b"abc")
     assert raw == (b"POST /echo HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-A: 2\r\n"

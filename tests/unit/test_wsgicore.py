@@ -6,12 +6,9 @@ article's 1024-byte server got wrong). Runs on the host: no Docker needed.
 import hashlib
 import importlib.util
 import io
-import json
 import os
 import re
-import signal
 import socket
-import subprocess
 import sys
 import textwrap
 import threading
@@ -34,138 +31,43 @@ if os.environ.get("WSGICORE"):  # the parser tests against another wsgicore.py, 
 else:
     import wsgicore  # noqa: E402
 
+from instrument import wire  # noqa: E402
+from instrument.local import LocalServer  # noqa: E402
+
 # --------------------------------------------------------------------------
-# helpers: a server process with deadlines, and a raw HTTP client
+# helpers: the server is an instrument.local.LocalServer, the client
+# instrument.wire; these only fix the defaults of these tests
 # --------------------------------------------------------------------------
 
-
-class ServerProcess:
-    """A server started as `python <script> <spec>` on 127.0.0.1, PORT=0."""
-
-    def __init__(self, script, spec, workdir, cwd=None, popen=None, argv=None, **env):
-        self.script, self.spec, self.workdir = Path(script), spec, Path(workdir)
-        self.cwd = cwd or self.script.parent
-        self.popen = popen or {}  # extra Popen arguments (user=, group=, ...)
-        self.argv = argv or [sys.executable, str(self.script), spec]
-        self.env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        self.env.update(HOST="127.0.0.1", PORT="0", PYTHONUNBUFFERED="1")
-        self.env.update({k: str(v) for k, v in env.items()})
-        self.proc = self.port = None
-
-    def start(self, timeout=20.0):
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.out_path = self.workdir / "stdout.txt"
-        self.err_path = self.workdir / "stderr.txt"
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                self.argv, cwd=self.cwd, env=self.env,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=err, **self.popen)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = re.search(r"Serving HTTP on port (\d+)", self.out_path.read_text())
-            if match:
-                self.port = int(match.group(1))
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        self.stop()
-        raise AssertionError(f"server did not start: {self.stderr()}")
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def stderr(self):
-        return self.err_path.read_text(errors="replace")
-
-    def wait_for_log(self, pattern, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if re.search(pattern, self.stderr()):
-                return True
-            time.sleep(0.02)
-        return False
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-def exchange(port, data, timeout=10.0, half_close=False, pause=None):
-    """Send raw bytes, read until the server closes; returns the bytes read."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        if pause is None:
-            sock.sendall(data)
-        else:  # drip-feed: one piece, a pause, the next piece...
-            for piece in data:
-                sock.sendall(piece)
-                time.sleep(pause)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
-        return read_all(sock, timeout)
-
-
-def read_all(sock, timeout=10.0):
-    chunks, deadline = [], time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            sock.settimeout(max(deadline - time.monotonic(), 0.01))
-            data = sock.recv(65536)
-            if not data:
-                break
-            chunks.append(data)
-        else:
-            raise AssertionError("the server did not close the connection in time")
-    except ConnectionResetError:
-        chunks.append(b"<RST>")
-    return b"".join(chunks)
+HOST = "127.0.0.1"
 
 
 def request(method, path, headers=(), body=b"", version="HTTP/1.1"):
-    lines = [f"{method} {path} {version}", "Host: 127.0.0.1"]
-    lines += [f"{name}: {value}" for name, value in headers]
-    if body and not any(n.lower() in ("content-length", "transfer-encoding") for n, _ in headers):
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    """A request as bytes: Host 127.0.0.1, no Connection field added."""
+    return wire.request(method, path, HOST, headers, body, version, close=False)
 
 
-class Response:
-    def __init__(self, raw):
-        self.raw = raw
-        head, sep, self.body = raw.partition(b"\r\n\r\n")
-        assert sep, f"no complete response head in {raw[:300]!r}"
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        self.version, self.status, self.reason = (status_line.split(" ", 2) + [""])[:3]
-        self.status = int(self.status)
-        self.header_list = [tuple(part.strip() for part in line.split(":", 1)) for line in lines]
-        self.headers = {}
-        for name, value in self.header_list:
-            self.headers.setdefault(name.lower(), value)
-
-    def json(self):
-        return json.loads(self.body)
+def read_to_close(sock, timeout=10.0):
+    """What comes on a connected socket until the server closes it (FIN);
+    a reset or a server that keeps it open fails the test."""
+    reply = wire.exchange(HOST, 0, timeout=timeout, sock=sock)
+    assert reply.eof, f"the connection did not end with a close: {reply.summary()}"
+    return reply.data
 
 
-def fetch(port, method, path, headers=(), body=b"", **kw):
-    return Response(exchange(port, request(method, path, headers, body), **kw))
+def fetch(port, method, path, headers=(), body=b""):
+    """One request on a fresh connection, read until the server closes it."""
+    reply = wire.exchange(HOST, port, request(method, path, headers, body), timeout=10.0)
+    assert reply.eof, f"the connection did not end with a close: {reply.summary()}"
+    response = reply.response()
+    assert response.status, f"no response head in {reply.data[:300]!r}"
+    return response
 
 
 def hello_works(port):
     response = fetch(port, "GET", "/hello")
     assert response.status == 200, response.raw[:300]
-    assert response.body == b"Hello world from a simple WSGI application!\n"
+    assert response.raw_body == b"Hello world from a simple WSGI application!\n"
 
 
 # --------------------------------------------------------------------------
@@ -302,7 +204,7 @@ def serve_once(data, app):
             worker.start()
             client.sendall(data)
             client.shutdown(socket.SHUT_WR)
-            raw = read_all(client)
+            raw = read_to_close(client)
             worker.join(10)
     finally:
         server.server_close()
@@ -349,7 +251,7 @@ def test_the_frameworks_read_a_chunked_body(spec, path):
     module_name, _, name = spec.partition(":")
     app = getattr(pytest.importorskip(module_name), name)
     raw = serve_once(CHUNKED_FORM.replace(b"/form", path), app)
-    response = Response(raw)
+    response = wire.parse_response(raw)
     assert response.status == 200, raw[:500]
     assert response.json() == {"fields": 2, "bytes": 5}
 
@@ -799,8 +701,8 @@ TIMEOUT = 1.0  # REQUEST_TIMEOUT of the test server
 def server(tmp_path_factory):
     apps = tmp_path_factory.mktemp("apps")
     (apps / "testapps.py").write_text(TEST_APPS)
-    srv = ServerProcess(PART2 / "webserver2.py", "testapps:app", apps / "server",
-                        PYTHONPATH=apps, REQUEST_TIMEOUT=TIMEOUT)
+    srv = LocalServer([sys.executable, PART2 / "webserver2.py", "testapps:app"], apps / "server",
+                      cwd=PART2, env={"PYTHONPATH": apps, "REQUEST_TIMEOUT": TIMEOUT})
     with srv:
         yield srv
 
@@ -887,56 +789,56 @@ def test_expect_100_continue_gets_an_interim_response_before_the_body(server):
         sock.sendall(request("POST", "/echo", [("Content-Length", "5"), ("Expect", "100-continue")]))
         assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(b"hello")
-        final = Response(read_all(sock))
+        final = wire.parse_response(read_to_close(sock))
     assert final.status == 200 and final.json()["length"] == 5
 
 
 def test_c8_headers_the_app_sets_two_the_server_adds_date_and_server(server):
     response = fetch(server.port, "GET", "/hello")
-    names = [name.lower() for name, _ in response.header_list]
+    names = [name.lower() for name, _ in response.headers]
     assert names[:2] == ["content-type", "content-length"]  # the application's, in its order
-    assert response.headers["content-length"] == str(len(response.body))
-    date = response.headers["date"]
+    assert response.header("content-length") == str(len(response.raw_body))
+    date = response.header("date")
     assert re.fullmatch(r"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT", date), date
     assert abs(parsedate_to_datetime(date).timestamp() - time.time()) < 60
-    assert re.fullmatch(r"WSGIServer/0\.3 Python/3\.\d+\.\d+\S*", response.headers["server"])
-    assert response.headers["connection"] == "close"
+    assert re.fullmatch(r"WSGIServer/0\.3 Python/3\.\d+\.\d+\S*", response.header("server"))
+    assert response.header("connection") == "close"
     assert response.version == "HTTP/1.1"
     assert server.wait_for_log('"GET /hello HTTP/1.1" 200 44')  # the access line
 
 
 def test_head_gets_the_same_headers_and_no_body(server):
     get, head = fetch(server.port, "GET", "/hello"), fetch(server.port, "HEAD", "/hello")
-    assert head.status == 200 and head.body == b""
-    drop_date = lambda r: [(n, v) for n, v in r.header_list if n.lower() != "date"]  # noqa: E731
+    assert head.status == 200 and head.raw_body == b""
+    drop_date = lambda r: [(n, v) for n, v in r.headers if n.lower() != "date"]  # noqa: E731
     assert drop_date(head) == drop_date(get)
     streamed = fetch(server.port, "HEAD", "/stream")
-    assert streamed.status == 200 and streamed.body == b""
+    assert streamed.status == 200 and streamed.raw_body == b""
 
 
 def test_the_server_adds_content_length_when_a_list_is_returned_and_not_when_streaming(server):
     written = fetch(server.port, "GET", "/write")
-    assert written.body == b"via write, then the iterable\n"
+    assert written.raw_body == b"via write, then the iterable\n"
     streamed = fetch(server.port, "GET", "/stream")
-    assert streamed.body == b"one\ntwo\n"
-    assert "content-length" not in streamed.headers  # ends at close: Connection: close
+    assert streamed.raw_body == b"one\ntwo\n"
+    assert streamed.header("content-length") is None  # ends at close: Connection: close
     dumped = fetch(server.port, "GET", "/dump")
-    assert dumped.headers["content-length"] == str(len(dumped.body))
+    assert dumped.header("content-length") == str(len(dumped.raw_body))
 
 
 def test_start_response_may_come_with_the_first_iteration_and_empty_chunks_wait(server):
     response = fetch(server.port, "GET", "/late-start")
-    assert (response.status, response.body) == (200, b"started late\n")
+    assert (response.status, response.raw_body) == (200, b"started late\n")
 
 
 def test_exc_info_before_headers_replaces_the_status(server):
     response = fetch(server.port, "GET", "/exc-info-early")
-    assert (response.status, response.reason, response.body) == (500, "Oops", b"custom error page\n")
+    assert (response.status, response.reason, response.raw_body) == (500, "Oops", b"custom error page\n")
 
 
 def test_exc_info_after_headers_reraises_and_the_connection_just_closes(server):
     response = fetch(server.port, "GET", "/exc-info-late")
-    assert response.status == 200 and response.body == b"already sent "
+    assert response.status == 200 and response.raw_body == b"already sent "
     assert "ValueError: too late" in server.stderr()
     hello_works(server.port)
 
@@ -944,18 +846,18 @@ def test_exc_info_after_headers_reraises_and_the_connection_just_closes(server):
 def test_content_length_of_the_app_is_kept_and_never_exceeded(server):
     for path in ("/too-long", "/too-long-stream"):
         response = fetch(server.port, "GET", path)
-        assert response.headers["content-length"] == "5"
-        assert response.body == b"01234", path
+        assert response.header("content-length") == "5"
+        assert response.raw_body == b"01234", path
 
 
 def test_204_sends_no_body(server):
     response = fetch(server.port, "GET", "/no-content")
-    assert response.status == 204 and response.body == b""
-    assert "content-length" not in response.headers
+    assert response.status == 204 and response.raw_body == b""
+    assert response.header("content-length") is None
 
 
 def test_close_is_called_on_the_body_iterable_even_when_iteration_fails(server):
-    assert fetch(server.port, "GET", "/closing").body == b"ab"
+    assert fetch(server.port, "GET", "/closing").raw_body == b"ab"
     assert server.wait_for_log("CLOSE CALLED /closing\n")
     fetch(server.port, "GET", "/closing-fail")
     assert server.wait_for_log("CLOSE CALLED /closing-fail\n")
@@ -971,7 +873,7 @@ def test_close_is_called_on_the_body_iterable_even_when_iteration_fails(server):
 def test_an_application_error_gives_500_and_the_server_keeps_serving(server, path):
     response = fetch(server.port, "GET", path)
     assert response.status == 500, response.raw[:300]
-    assert response.headers["content-type"].startswith("text/plain")
+    assert response.header("content-type").startswith("text/plain")
     assert b"should not be seen" not in response.raw and b"Set-Cookie" not in response.raw
     assert server.wait_for_log(re.escape(f'"GET {path} HTTP/1.1" 500'))
     hello_works(server.port)
@@ -984,7 +886,7 @@ def test_the_traceback_goes_to_stderr(server):
 
 def test_an_error_after_the_headers_closes_the_connection(server):
     response = fetch(server.port, "GET", "/crash-after-headers")
-    assert response.status == 200 and response.body == b"partial body "
+    assert response.status == 200 and response.raw_body == b"partial body "
     assert server.wait_for_log("RuntimeError: boom after the headers")
     hello_works(server.port)
 
@@ -1000,15 +902,16 @@ def test_an_unread_body_does_not_reset_the_connection(server):
     body = b"x" * (768 * 1024)
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(request("POST", "/read-some", body=body))
-        response = Response(read_all(sock))
-    assert (response.status, response.body) == (200, b"read xxxxxxxxxx")
+        response = wire.parse_response(read_to_close(sock))
+    assert (response.status, response.raw_body) == (200, b"read xxxxxxxxxx")
     hello_works(server.port)
 
 
 def test_a_truncated_body_is_logged_and_the_server_keeps_serving(server):
-    raw = exchange(server.port, request("POST", "/echo", [("Content-Length", "1000")]) + b"x" * 10,
-                   half_close=True)
-    assert b"200 OK" not in raw
+    reply = wire.exchange(HOST, server.port,
+                          request("POST", "/echo", [("Content-Length", "1000")]) + b"x" * 10,
+                          timeout=10.0, shut_wr=True)
+    assert reply.eof and b"200 OK" not in reply.data
     assert server.wait_for_log("client closed the connection after 10 of 1000 body bytes")
     hello_works(server.port)
 
@@ -1016,7 +919,7 @@ def test_a_truncated_body_is_logged_and_the_server_keeps_serving(server):
 def test_an_idle_client_is_closed_without_a_response(server):
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        assert read_all(sock) == b""
+        assert read_to_close(sock) == b""
     assert TIMEOUT - 0.2 < time.monotonic() - started < TIMEOUT + 2
     assert server.wait_for_log("idle for 1 s, closed")
     hello_works(server.port)
@@ -1026,15 +929,9 @@ def test_a_drip_fed_head_times_out_with_408(server):
     # one byte every 0.25 s: each recv is quick, but the head never completes in time
     pieces = [bytes([b]) for b in request("GET", "/hello")]
     started = time.monotonic()
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        try:
-            for piece in pieces:
-                sock.sendall(piece)
-                time.sleep(0.25)
-        except OSError:
-            pass  # the server answered and closed
-        raw = read_all(sock)
-    assert Response(raw).status == 408
+    # pieces 0.25 s apart; the sending stops when the server answers or closes
+    reply = wire.exchange(HOST, server.port, pieces, timeout=10.0, pause=0.25)
+    assert reply.eof and reply.status == 408
     assert time.monotonic() - started < TIMEOUT + 2
     hello_works(server.port)
 
@@ -1042,7 +939,7 @@ def test_a_drip_fed_head_times_out_with_408(server):
 def test_a_stalled_body_times_out_with_408(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(request("POST", "/echo", [("Content-Length", "100")]) + b"x" * 10)
-        response = Response(read_all(sock))
+        response = wire.parse_response(read_to_close(sock))
     assert response.status == 408
     hello_works(server.port)
 
@@ -1127,13 +1024,14 @@ HALF_CLOSED = [
                          ids=[case[0] for case in MALFORMED + HALF_CLOSED])
 def test_a_malformed_request_gets_an_error_and_the_next_request_is_answered(
         server, name, data, status):
-    raw = exchange(server.port, data, half_close=(name, data, status) in HALF_CLOSED)
-    response = Response(raw)
+    reply = wire.exchange(HOST, server.port, data, timeout=10.0,
+                          shut_wr=(name, data, status) in HALF_CLOSED)
+    response, raw = reply.response(), reply.data
     assert response.status == status, raw[:300]
-    assert response.headers["connection"] == "close"
-    assert response.headers["content-type"].startswith("text/plain")
-    assert response.body.startswith(str(status).encode())
-    assert b"<RST>" not in raw
+    assert response.header("connection") == "close"
+    assert response.header("content-type").startswith("text/plain")
+    assert response.raw_body.startswith(str(status).encode())
+    assert reply.eof and not reply.reset
     hello_works(server.port)
 
 
@@ -1151,7 +1049,7 @@ def test_at_least_thirty_malformed_cases():
 
 
 def test_every_error_is_logged_and_nothing_crashed(server):
-    exchange(server.port, b"GET / HTTP/2.0\r\n\r\n")
+    wire.exchange(HOST, server.port, b"GET / HTTP/2.0\r\n\r\n", timeout=10.0)
     assert server.wait_for_log(r'"GET / HTTP/2.0" 505 \d+ \(HTTP/2.0 is not supported')
     assert server.proc.poll() is None
     assert "internal error" not in server.stderr()
