@@ -33,8 +33,10 @@ def parse_bench(data) -> list[tuple[str, float]]:
     for item in data:
         if isinstance(item, dict) and "target" in item and isinstance(item.get("rps"), int | float):
             extra = [str(item[k]) for k in ("server", "app") if item.get(k)]
-            found.append((f"{item['target']} ({', '.join(extra)})" if extra else str(item["target"]),
-                          float(item["rps"])))
+            label = f"{item['target']} ({', '.join(extra)})" if extra else str(item["target"])
+            if item.get("comparison"):  # one service can be in several comparisons
+                label = f"{item['comparison']}: {label}"
+            found.append((label, float(item["rps"])))
     return found
 
 
@@ -173,14 +175,17 @@ def chart_answer(chart: Chart, data: dict) -> bytes:
 
 def chart_bench(chart: Chart, rows: list[tuple[str, float]]) -> bytes:
     plt, fig, ax = _figure()
+    fig.set_size_inches(8, max(4.6, 0.45 * len(rows) + 1.2))
     names = [n for n, _ in rows]
     colors = ["C1" if "gunicorn" in n else "C0" for n in names]
-    ax.barh(names, [r for _, r in rows], color=colors)
+    # bars by position: a service measured in two comparisons keeps two bars
+    ax.barh(range(len(rows)), [r for _, r in rows], color=colors)
+    ax.set_yticks(range(len(rows)), names, fontsize=8)
     for y, (_, rate) in enumerate(rows):
         ax.annotate(f"{rate:,.0f}", (rate, y), textcoords="offset points", xytext=(3, -3),
                     fontsize=8)
     ax.invert_yaxis()
-    ax.set_title(chart.title)
+    fig.suptitle(chart.title)  # over the whole figure: the long labels take the left
     ax.set_xlabel(chart.ylabel)
     ax.grid(True, axis="x", alpha=0.3)
     return _png(plt, fig)

@@ -188,6 +188,38 @@ def test_bench_results_as_scripts_bench_writes_them():
                                  ("gunicorn-wsgi (gunicorn, wsgi)", 1400.0)]
 
 
+def test_bench_chart_keeps_a_bar_per_row_when_a_service_is_in_two_comparisons():
+    """bench measures gunicorn-wsgi against 4a and against 3h: two bars, two labels."""
+    pytest.importorskip("matplotlib")
+    from lab.experiments import CHARTS
+    from lab.report import chart_bench, parse_bench
+
+    rows = parse_bench([
+        {"comparison": "4a-bare", "target": "part4-prefork-wsgi", "rps": 6000.0},
+        {"comparison": "4a-bare", "target": "gunicorn-wsgi", "rps": 2500.0},
+        {"comparison": "3h-bare", "target": "part3-wsgi-wsgi", "rps": 400.0},
+        {"comparison": "3h-bare", "target": "gunicorn-wsgi", "rps": 2200.0}])
+    assert len({label for label, _ in rows}) == 4
+    chart = next(c for c in CHARTS if c.kind == "bench")
+    import matplotlib.pyplot as plt
+
+    seen = {}
+    real_barh = plt.Axes.barh
+
+    def spy(self, y, width, *args, **kwargs):
+        seen["ax"] = self
+        return real_barh(self, y, width, *args, **kwargs)
+
+    plt.Axes.barh = spy
+    try:
+        png = chart_bench(chart, rows)
+    finally:
+        plt.Axes.barh = real_barh
+    assert png.startswith(b"\x89PNG")
+    # four bars at four heights (a categorical axis would stack the two gunicorn-wsgi)
+    assert len({round(bar.get_y(), 3) for bar in seen["ax"].patches}) == 4
+
+
 def test_bench_missing_says_how_to_run_it(tmp_path):
     from lab.report import BENCH_HOWTO, load_bench
 
