@@ -1,4 +1,4 @@
-"""wsgicore: the HTTP/1.1 and WSGI (PEP 3333) core of webserver2 and webserver3h.
+"""wsgicore: the HTTP/1.1 and WSGI (PEP 3333) core of webserver2, 3h, 4a and 4b.
 
 The article's webserver2.py reads the request with one recv(1024), splits
 the first line on spaces, and hands the rest to the application. That is
@@ -8,8 +8,11 @@ silent client hangs it. This module does the same job correctly, so that
 the two lesson files (webserver2.py, iterative; webserver3h.py, one fork
 per connection) stay small and only show what the article teaches.
 
-One connection carries one request. It goes through named phases (the
-names follow h11's habit of naming states; see Phase):
+For webserver2, webserver3h and webserver4a one connection carries one
+request (WSGIConnection); webserver4b's event loop feeds a RequestParser and
+answers each complete request with a WSGIExchange, keeping the connection
+(keep-alive, pipelining). A request goes through named phases (the names
+follow h11's habit of naming states; see Phase):
 
   READ_HEAD      read the request line and the header fields up to the empty
                  line (at once if the whole head is already buffered, else a
@@ -26,8 +29,11 @@ names follow h11's habit of naming states; see Phase):
                  non-empty chunk (or at the end); result.close() always runs.
   CLOSED         the socket is closed; one access line goes to stderr.
 
-Every response says `Connection: close`. A request the server cannot accept
-gets a short text/plain 4xx (or 5xx) answer and the connection is closed.
+WSGIConnection's responses say `Connection: close`; a WSGIExchange keeps
+the connection when the request allows it and the response's end is known
+(Content-Length), and says `Connection: close` otherwise. A request the
+server cannot accept gets a short text/plain 4xx (or 5xx) answer and the
+connection is closed.
 An exception in the application gives 500 if no header was sent yet, and
 the traceback goes to stderr; the server keeps serving either way.
 
@@ -68,10 +74,10 @@ them against the RFCs case by case, beside gunicorn):
                                                           closed)
 
 What it does NOT do (say it plainly, as h11 does):
-  - no keep-alive and no pipelining: one request per connection;
+  - keep-alive and pipelining only through RequestParser + WSGIExchange
+    (webserver4b); WSGIConnection serves one request per connection;
   - no chunked responses: a response without Content-Length ends when the
-    server closes the connection (HTTP/1.0 style; right because of
-    `Connection: close`);
+    server closes the connection (HTTP/1.0 style, with `Connection: close`);
   - no TLS, no HTTP/2, no HTTP/0.9, no CONNECT, no Upgrade;
   - trailer fields of a chunked request are checked and then dropped;
   - HTTP/1.1 requests without Host are accepted (RFC 9112 says 400; the
