@@ -403,3 +403,13 @@ DEVIATIONS = [
 ]
 
 assert len({case.name for case in CASES + DEVIATIONS}) == len(CASES) + len(DEVIATIONS)
+
+_BY_ID = {case.name: case for case in CASES + DEVIATIONS}
+
+
+def by_id(name: str) -> Case:
+    """The case (or deviation) with this id; KeyError naming the id when there is none."""
+    try:
+        return _BY_ID[name]
+    except KeyError:
+        raise KeyError(f"no conformance case with id {name!r}") from None

@@ -59,3 +59,11 @@ def test_webserver2_answers_every_case_right(webserver2):
     assert wrong == []
     assert {case.name: results[case.name].answer for case in DEVIATIONS} == \
         {case.name: "200" if case.ours == "env" else str(case.ours) for case in DEVIATIONS}
+
+
+def test_by_id_finds_every_case_and_names_an_unknown_id():
+    from conformance.cases import by_id
+    for case in CASES + DEVIATIONS:
+        assert by_id(case.name) is case
+    with pytest.raises(KeyError, match="no-such-case"):
+        by_id("no-such-case")
