@@ -1,5 +1,5 @@
 """README's tables are copies of one source each: the lab table of the
-experiments (`lab readme-table`), the services table of compose.yaml."""
+experiments (`lab readme-table`, in docs/lab.md), the services table of compose.yaml."""
 
 import os
 import subprocess
@@ -10,14 +10,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_lab_table_is_what_lab_readme_table_prints():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "lab.md").read_text(encoding="utf-8")  # README's depth on the lab
     start, end = "<!-- lab-table:start -->\n", "\n<!-- lab-table:end -->"
-    assert start in readme and end in readme, "README lost its lab-table markers"
+    assert start in readme and end in readme, "docs/lab.md lost its lab-table markers"
     in_readme = readme.split(start, 1)[1].split(end, 1)[0].strip()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts")}
     printed = subprocess.run([sys.executable, "-m", "lab", "readme-table"], env=env,
                              capture_output=True, text=True, check=True).stdout.strip()
-    assert in_readme == printed, "README's lab table is stale: paste `lab readme-table`"
+    assert in_readme == printed, "docs/lab.md's lab table is stale: paste `lab readme-table`"
 
 
 def test_readme_services_table_names_every_service_of_compose_yaml():
