@@ -8,7 +8,8 @@ the grader look at the stack.
             /proc/net/tcp), Twin (the same server again, on another port)
 - procs     parsing ps, /proc/net/tcp, limits, fd lists; Proc; this
             machine's /proc (local_table)
-- wire      the one raw HTTP client: exchange, parse_response, parallel, burst
+- wire      the one raw HTTP client: connect, exchange, parse_response, parallel, burst
+- clients   slow_clients, hold_silent, answer_rate, open_many (on wire)
 - client3   run / start / stop the article's load client
 - local     LocalServer: a lesson server as a subprocess on 127.0.0.1
 

@@ -11,6 +11,7 @@ it, and says which, because they mean different things:
   to see whether an EOF follows.
 
 A reset, a refused connect and other errors are kept too, never raised.
+A `stop` event ends a slow exchange early from another thread (`stopped`).
 `parse_response` turns the bytes into status, headers and body (interim
 1xx answers skipped, chunked bodies decoded). `parallel` sends N clients at
 once (threads released together by a barrier); `burst` connects N clients
@@ -168,6 +169,7 @@ class Reply:
     connected: float | None = None  # seconds connect() took
     answered: float | None = None   # seconds from the start until `until` held
     elapsed: float = 0.0      # seconds from the start until reading stopped
+    stopped: bool = False     # the caller's `stop` event ended it early
     local_port: int = 0
     sock: socket.socket | None = None  # still open (keep_open, and not closed by the server)
     head_request: bool = False
@@ -245,20 +247,39 @@ def _matcher(until) -> Callable[[bytes], bool] | None:
     return lambda data: until in data
 
 
-def _read(reply: Reply, sock: socket.socket, deadline: float, match) -> None:
+STOP_SLICE = 0.05  # how often a wait looks at the caller's `stop` event
+
+
+def connect(host: str, port: int = PORT, timeout: float = 5.0) -> socket.socket:
+    """A connected socket (its timeout `timeout`), or the OSError of the
+    connect raised. The one place in scripts/ and tests/ that connects."""
+    return socket.create_connection((host, port), timeout=timeout)
+
+
+def _stopped(stop: threading.Event | None) -> bool:
+    return stop is not None and stop.is_set()
+
+
+def _read(reply: Reply, sock: socket.socket, deadline: float, match,
+          stop: threading.Event | None = None) -> None:
     while True:
         if match is not None and match(reply.data):
             reply.matched = True
             reply.answered = time.monotonic() - reply._start
             break
+        if _stopped(stop):
+            reply.stopped = True
+            break
         left = deadline - time.monotonic()
         if left <= 0:
             reply.timed_out = True
             break
-        sock.settimeout(left)
+        sock.settimeout(left if stop is None else min(left, STOP_SLICE))
         try:
             chunk = sock.recv(65536)
         except TimeoutError:
+            if stop is not None:
+                continue
             reply.timed_out = True
             break
         except ConnectionResetError:
@@ -274,22 +295,50 @@ def _read(reply: Reply, sock: socket.socket, deadline: float, match) -> None:
     reply.elapsed = time.monotonic() - reply._start
 
 
+def read(reply: Reply, sock: socket.socket, deadline: float, until=None,
+         stop: threading.Event | None = None) -> Reply:
+    """Read on `sock` into `reply` until `until` holds, EOF, a reset, `stop`
+    or `deadline` (time.monotonic)."""
+    _read(reply, sock, deadline, _matcher(until), stop)
+    return reply
+
+
+def _wait_readable(sock: socket.socket, seconds: float, stop: threading.Event | None) -> bool:
+    """Wait up to `seconds`: True if the server answered or closed meanwhile
+    (or `stop` was set)."""
+    end = time.monotonic() + seconds
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return False
+        if _stopped(stop):
+            return True
+        step = left if stop is None else min(left, STOP_SLICE)
+        if select.select([sock], [], [], step)[0]:
+            return True
+
+
 def exchange(host: str, port: int = PORT, data: bytes | list[bytes] = b"", timeout: float = 5.0,
              until: bytes | Callable[[bytes], bool] | None = None, keep_open: bool = False,
              shut_wr: bool = False, pause: float = 0.0, start: float | None = None,
-             sock: socket.socket | None = None) -> Reply:
+             sock: socket.socket | None = None, stop: threading.Event | None = None,
+             connect_timeout: float | None = None,
+             on_send: Callable[[int], None] | None = None) -> Reply:
     """Connect (or use `sock`, already connected), send `data` (a list: pieces
     with `pause` seconds between them, stopping early if the server answers
     or closes), then read until `until` holds, EOF, or `timeout` s after the
     start. `start` (time.monotonic) is the common start of parallel clients.
-    `keep_open`: a connection the server has not closed stays in `.sock`."""
+    `keep_open`: a connection the server has not closed stays in `.sock`.
+    `stop` (an Event set by another thread) ends the pauses and the reading
+    early (`stopped`); `connect_timeout` bounds the connect alone (default
+    `timeout`); `on_send(i)` is called after piece `i` went out."""
     reply = Reply(head_request=_is_head(data))
     reply._start = time.monotonic() if start is None else start
     deadline = time.monotonic() + timeout
     if sock is None:
         t = time.monotonic()
         try:
-            sock = socket.create_connection((host, port), timeout=timeout)
+            sock = connect(host, port, timeout if connect_timeout is None else connect_timeout)
         except ConnectionRefusedError as exc:
             reply.refused, reply.error = True, str(exc)
             return reply
@@ -302,16 +351,18 @@ def exchange(host: str, port: int = PORT, data: bytes | list[bytes] = b"", timeo
         for i, piece in enumerate([data] if isinstance(data, bytes) else list(data)):
             if i and pause:
                 wait = min(pause, deadline - time.monotonic())
-                if wait <= 0 or select.select([sock], [], [], wait)[0]:
+                if wait <= 0 or _wait_readable(sock, wait, stop):
                     break
             sock.sendall(piece)
+            if on_send is not None:
+                on_send(i)
         if shut_wr:
             sock.shutdown(socket.SHUT_WR)
     except (ConnectionResetError, BrokenPipeError):
         reply.reset = True  # it may still have answered: read what came
     except OSError as exc:
         reply.error = f"sending: {type(exc).__name__}: {exc}"
-    _read(reply, sock, deadline, _matcher(until))
+    _read(reply, sock, deadline, _matcher(until), stop)
     if keep_open and not reply.closed and not reply.error:
         reply.sock = sock
     else:
@@ -359,7 +410,7 @@ def burst(host: str, port: int, n: int, data: bytes, timeout: float = 10.0, unti
     socks = []
     try:
         for _ in range(n):
-            socks.append(socket.create_connection((host, port), timeout=timeout))
+            socks.append(connect(host, port, timeout))
         if connected:
             connected(socks)
     except BaseException:
