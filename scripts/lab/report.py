@@ -298,6 +298,19 @@ def _chart_table(chart: Chart, data: dict) -> str:
     return "".join(out) + "</table>"
 
 
+ARTICLE_PARTS = 3  # the article has parts 1-3; the project's part 4 goes beyond it
+
+
+def title() -> str:
+    """The page's heading: the parts whose steps the experiments run (from
+    experiments.py, so that it stays true when a part gains experiments)."""
+    parts = sorted({int(e.step[0]) for e in EXPERIMENTS if e.step[:1].isdigit()})
+    names = " and ".join(str(p) for p in parts)
+    beyond = [str(p) for p in parts if p > ARTICLE_PARTS]
+    note = f" (part {' and '.join(beyond)} beyond the article)" if beyond else ""
+    return f"Let's Build A Web Server, part{'s' if len(parts) > 1 else ''} {names}{note}: the lab report"
+
+
 def _img(png: bytes, name: str, alt: str) -> str:
     data = base64.b64encode(png).decode()
     return (f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}" '
@@ -377,7 +390,7 @@ def write(out_dir: Path, results: dict, bench_paths: list[Path]) -> dict:
 <html lang="en"><head><meta charset="utf-8">
 <title>Let's Build A Web Server: the lab report</title>
 <style>{CSS}</style></head><body>
-<h1>Let's Build A Web Server, parts 1-3: the lab report</h1>
+<h1>{_e(title())}</h1>
 <p>Generated {_e(results.get("generated", ""))} by <code>{_e(results.get("command", "lab report"))}</code>
 in {_e(results.get("seconds", "?"))} s. <b>{agree} of {len(outcomes)}</b> experiments agree
 with the article.</p>

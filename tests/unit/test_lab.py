@@ -269,3 +269,13 @@ def test_a_report_whose_chart_could_not_be_measured_shows_the_errors(tmp_path):
     pytest.importorskip("matplotlib")
     errors["3g waitpid loop"] = [{"clients": 1, "zombies": 0, "survived": True}]
     assert "zombies" in report.write(tmp_path, results, [tmp_path / "bench.json"])
+
+
+def test_the_report_title_names_the_parts_the_experiments_run(tmp_path):
+    from lab import report
+
+    assert report.title() == ("Let's Build A Web Server, parts 3 and 4 (part 4 beyond the "
+                              "article): the lab report")
+    report.write(tmp_path, {"charts": {}, "experiments": []}, [tmp_path / "bench.json"])
+    page = (tmp_path / "index.html").read_text()
+    assert "<h1>Let&#x27;s Build A Web Server, parts 3 and 4 (part 4 beyond" in page
