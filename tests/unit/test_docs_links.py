@@ -197,6 +197,34 @@ def test_every_compose_command_names_real_services_and_profiles(page):
     assert not wrong, f"{page.relative_to(ROOT)}:\n  " + "\n  ".join(wrong)
 
 
+PATHLIKE = re.compile(r"\.?[\w-]+(?:\.[\w-]+)*(?:/[\w.*-]+)*/?")
+
+
+def named_paths(page: Path) -> list[str]:
+    """The repository paths a page names in inline code (`scripts/lab/`, `compose.yaml`,
+    `tests/unit/test_real_servers_*.py`): spans with a `/` or a known suffix, no space."""
+    spans = [m.group(2).strip() for m in INLINE_CODE.finditer(FENCE.sub("", page.read_text("utf-8")))]
+    return [s for s in spans if PATHLIKE.fullmatch(s) and not s.startswith("/")
+            and ("/" in s or re.search(r"\.(py|ya?ml|md|sh|txt|json|toml)$", s))]
+
+
+def exists(path: str) -> bool:
+    """A path from the root, or a bare name (`wire.py`, `helloworld/`) somewhere in the tree."""
+    path = path.rstrip("/")
+    if "/" in path or (ROOT / path).exists():
+        return any(ROOT.glob(path))
+    return any(any((ROOT / top).glob(f"**/{path}")) for top in ("services", "scripts", "tests", "docker"))
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/layout.md"])
+def test_the_paths_the_map_names_exist(page):
+    """The map and the layout name files that are there (a move must update them)."""
+    paths = named_paths(ROOT / page)
+    assert len(paths) >= 5, paths
+    missing = [p for p in paths if not exists(p)]
+    assert not missing, f"{page} names paths that do not exist: {missing}"
+
+
 def test_readme_links_every_docs_page():
     """docs/ is reached from the map: no page of it is an orphan."""
     readme = links((ROOT / "README.md").read_text(encoding="utf-8"))
@@ -230,6 +258,17 @@ def test_readme_counts_the_servers_the_tests_service_starts():
     m = re.search(r"starts the (\d+) servers the `tests` service depends on", readme)
     assert m, "README lost the sentence counting the servers `docker compose run --rm tests` starts"
     assert int(m.group(1)) == len(depends), f"README says {m.group(1)}, compose.yaml has {len(depends)}"
+
+
+def test_troubleshooting_names_the_host_ports_compose_yaml_publishes():
+    """'127.0.0.1:8001 to 8501' is the lowest and highest host port of compose.yaml."""
+    data = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    ports = [int(p.split(":")[-2]) for s in data["services"].values() for p in s.get("ports", [])]
+    text = " ".join((ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8").split())
+    m = re.search(r"127\.0\.0\.1:(\d+) to (\d+)", text)
+    assert m, "docs/troubleshooting.md lost the range of the host ports"
+    assert (int(m.group(1)), int(m.group(2))) == (min(ports), max(ports)), \
+        f"the host ports are {min(ports)} to {max(ports)}, docs/troubleshooting.md says {m.group(0)}"
 
 
 # ---------------------------------------------------------------- the checker itself
