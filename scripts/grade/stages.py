@@ -63,7 +63,7 @@ STAGES: list[Stage] = [
           "h11 reads the status line, the headers and the body framing without an error",
           "The response must be HTTP: a status line, CRLF-ended header lines, an empty line, "
           "then a body framed by Content-Length or by closing the connection.",
-          "services/part2/wsgicore.py"),
+          "services/part2/wsgicore/response.py"),
     Stage("wsgi-apps", "part 2",
           "the four apps (bare WSGI, Flask, Pyramid, Django) each answer their page",
           "each app's /hello answered 200 with its own body",
@@ -74,14 +74,14 @@ STAGES: list[Stage] = [
           "the environ has PEP 3333's keys with the right types (an environ-reporting app)",
           "every required CGI and wsgi.* key present with its PEP 3333 type and value",
           "The environ is the contract: PEP 3333 lists the keys an application may rely on.",
-          "services/part2/wsgicore.py", wsgi=True),
+          "services/part2/wsgicore/environ.py", wsgi=True),
     Stage("body", "part 2",
           f"a {BODY_SIZE // 1024} KB POST body reaches the app whole "
           "(the article's recv(1024) loses it)",
           "wsgi.input yields exactly the bytes sent (length and SHA-256)",
           "One recv() returns what has arrived, not the request: read the head to its empty "
           "line, then exactly Content-Length bytes of body.",
-          "services/part2/wsgicore.py", wsgi=True),
+          "services/part2/wsgicore/readers.py", wsgi=True),
     Stage("parity", "part 2",
           f"{PARITY_MIN}+ requests answered as gunicorn answers them "
           "(status, content type, body)",
@@ -140,7 +140,7 @@ STAGES: list[Stage] = [
           "request answered after each",
           "Parse the request and refuse what is not HTTP: answering garbage with 200 "
           "hides bugs and invites request smuggling.",
-          "services/part2/wsgicore.py"),
+          "services/part2/wsgicore/request.py"),
     Stage("slow-clients", "beyond",
           f"with {SLOW_CLIENTS} connections that send one header byte a second, a new request "
           f"is answered within {SLOW_WITHIN:g} s",
