@@ -3,11 +3,13 @@
     python3 scripts/conformance/parsebench.py [--module PATH ...] [-n 100000]
 
 Prints microseconds per request for the blocking read_request (from an
-io.BytesIO, as the fuzz tests call it) and, when the module has one, for
-RequestParser (feed + next_request, as an event loop calls it). Several
---module paths (e.g. the committed file copied to /tmp by `git show
-HEAD~1:services/part2/wsgicore.py`) are measured in turns, A/B/A/B, and the
-best of the runs is kept: the machine's other load hits them alike.
+io.BytesIO, as the unit tests call it, and from a BufferedReader, as a
+socket's) and for RequestParser (feed + next_request, as webserver4b's event
+loop calls it); both are the one parser of wsgicore.parser. A --module is the
+package's directory (services/part2/wsgicore, the default) or a one-file
+wsgicore.py of an older commit (`git show 87ddc12:services/part2/wsgicore.py
+> /tmp/old.py`). Several are measured in turns, A/B/A/B, and the best of the
+runs is kept: the machine's other load hits them alike.
 """
 
 import argparse
@@ -21,9 +23,18 @@ CURL_GET = (b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8888\r\n"
             b"User-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n")
 
 
-def load(path):
-    spec = importlib.util.spec_from_file_location("wsgicore_bench", path)
+def load(path, number=[0]):  # noqa: B006  (a counter: each load its own name)
+    """A wsgicore package directory or a one-file wsgicore.py, imported
+    under a name of its own (so two can be compared in one process)."""
+    number[0] += 1
+    name, path = f"wsgicore_bench{number[0]}", Path(path)
+    if path.is_dir():
+        spec = importlib.util.spec_from_file_location(
+            name, path / "__init__.py", submodule_search_locations=[str(path)])
+    else:
+        spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -68,9 +79,9 @@ def benchmarks(core):
 
 
 def main(argv=None):
-    default = Path(__file__).resolve().parents[2] / "services" / "part2" / "wsgicore.py"
+    default = Path(__file__).resolve().parents[2] / "services" / "part2" / "wsgicore"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--module", action="append", help="a wsgicore.py to measure (repeatable)")
+    parser.add_argument("--module", action="append", help="a wsgicore package directory or wsgicore.py to measure (repeatable)")
     parser.add_argument("-n", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)

@@ -69,8 +69,8 @@ class RequestParser:
         self._error = None
         self._eof = False
         self._left = 0  # body or chunk bytes still to come
-        self._parts = []  # decoded chunks, kept in memory
-        self._write = self._parts.append
+        self._parts = None  # decoded chunks, kept in memory (a chunked body)
+        self._write = None  # where decoded chunk data goes
         self._total = 0
         self._trailers = 0
 
@@ -92,6 +92,21 @@ class RequestParser:
     def feed(self, data):
         if self._error is not None:
             raise self._error
+        if self._ready is None and not self._buf and self._state is _HEAD:
+            # the common case: a whole head in one piece, nothing before it
+            # buffered: parse it from data itself (no copy into _buf first)
+            end = data.find(b"\r\n\r\n")
+            if end > 0 and self._head.request is None and not self._head.empty_lines:
+                try:
+                    request = parse_head_block(data[:end])
+                    if request is not None:
+                        self._start_body(request)
+                except HTTPError as err:
+                    self._fail(err)
+                if request is not None:
+                    data = data[end + 4:]
+                    if not data:
+                        return
         self._buf += data
         if self._ready is None:
             self._parse()
