@@ -1,8 +1,11 @@
 """grade SERVICE [--only a,b] [--junit-xml PATH] [--json PATH] [--env NAME=VALUE] | --list
+grade --class [FOLDER] [--only a,b] [--out reports/class]
 
 Exit status: 0 every stage passed or was skipped, 1 a stage failed, 2 a usage
 error (unknown service or stage, no engine socket, a target that does not
-start or listen on 8888 within 30 s), each said in one line.
+start or listen on 8888 within 30 s), each said in one line. With --class: 0
+once every submission is graded or reported as an error (a failing student
+is not a failing run), 2 for a usage error (no folder, no submissions).
 """
 
 from __future__ import annotations
@@ -44,6 +47,13 @@ def parser() -> Parser:
                    help="grade the stack's servers and compare with grade/calibration.py "
                         "(the stages each row proves; --full: every stage)")
     p.add_argument("--full", action="store_true", help="with --calibrate: every stage")
+    p.add_argument("--class", dest="klass", action="store_true",
+                   help="grade every subfolder with a Dockerfile of FOLDER (default: the "
+                        "folder LSBAWS_CLASS names, mounted at /class) into reports/class/")
+    p.add_argument("--out", metavar="DIR", default="reports/class",
+                   help="with --class: where the summary lands (default reports/class)")
+    p.add_argument("--at-once", type=int, default=None,
+                   help="with --class: students graded at once (default 2)")
     return p
 
 
@@ -78,17 +88,12 @@ def _main(argv: list[str]) -> int:
 
         only = [args.service] if args.service else None
         return calibrate(engine, full=args.full, only=only, jobs=args.jobs)
+    if args.klass:
+        return grade_class(args)
     if not args.service:
         raise Usage("name a service to grade (e.g. `grade part3-waitpid`, `grade yours`), "
                     "or --list")
-    ids = S.IDS
-    if args.only:
-        ids = [i.strip() for i in args.only.split(",") if i.strip()]
-        unknown = [i for i in ids if i not in S.BY_ID]
-        if unknown or not ids:
-            raise Usage(f"unknown stage {', '.join(unknown) or '(none given)'}; valid: "
-                        f"{', '.join(S.IDS)}")
-        ids = [i for i in S.IDS if i in ids]
+    ids = stage_ids(args.only)
     from grade.target import parse_env
 
     try:
@@ -110,6 +115,53 @@ def _main(argv: list[str]) -> int:
     except EngineError as error:
         raise Usage(str(error)) from None
     return grade(engine, args.service, ids, env, args)
+
+
+def stage_ids(only: str | None) -> list[str]:
+    if not only:
+        return list(S.IDS)
+    ids = [i.strip() for i in only.split(",") if i.strip()]
+    unknown = [i for i in ids if i not in S.BY_ID]
+    if unknown or not ids:
+        raise Usage(f"unknown stage {', '.join(unknown) or '(none given)'}; valid: "
+                    f"{', '.join(S.IDS)}")
+    return [i for i in S.IDS if i in ids]
+
+
+def grade_class(args) -> int:
+    from pathlib import Path
+
+    from grade import classroom
+
+    folder = classroom.folder_from(args.service)
+    if not str(folder) or str(folder) == ".":
+        raise Usage("no class folder: run `LSBAWS_CLASS=path/to/submissions docker compose "
+                    "run --rm tests grade --class` (one subfolder with a Dockerfile per student)")
+    if not folder.is_dir():
+        raise Usage(f"no class folder at {folder}")
+    if not classroom.submissions(folder):
+        raise Usage(f"no submissions in {folder}: no subfolder holds a Dockerfile")
+    ids = stage_ids(args.only)
+    at_once = args.at_once or classroom.STUDENTS_AT_ONCE
+    if at_once < 1 or args.jobs < 1:
+        raise Usage("--at-once and --jobs want 1 or more")
+    from instrument.engine import Engine, EngineError
+
+    try:
+        engine = Engine()
+    except EngineError as error:
+        raise Usage(str(error)) from None
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        classroom.grade_class(engine, folder, Path(args.out), ids, at_once, args.jobs)
+    except KeyboardInterrupt:
+        print("grade: interrupted; its copies and images removed", file=sys.stderr)
+        return 130
+    return 0
 
 
 def grade(engine, service: str, ids: list[str], env: dict, args) -> int:

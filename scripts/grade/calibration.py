@@ -28,8 +28,13 @@ def _row(base: dict[str, str], **changes: str) -> dict[str, str]:
 
 ALL_PASS = {i: P for i in IDS}
 # the article's servers: no APP (the WSGI stages skip), garbage answered 200,
-# SIGTERM kills them (Python's default), slow clients answered after one byte
-ARTICLE = _row(ALL_PASS, **WSGI_SKIP, bad_input=F, slow_clients=S, sigterm=F)
+# SIGTERM kills them (Python's default), slow clients answered after one byte;
+# one answer per connection framed by the close, a body for HEAD too
+ARTICLE = _row(ALL_PASS, **WSGI_SKIP, bad_input=F, slow_clients=S, sigterm=F,
+               keep_alive=F, pipelining=F, framing=F)
+# a server that says `Connection: close` on every answer: keep-alive fails,
+# pipelining skips (announced, not lost)
+ONE_PER_CONNECTION = {"keep-alive": F, "pipelining": S}
 ITERATIVE = _row(ARTICLE, concurrent=F, burst=F, zombie=S, sigchld=S, eagain=S)
 
 
@@ -48,44 +53,60 @@ class Row:
 ROWS: list[Row] = [
     Row("part1", "webserver1", ITERATIVE, ("concurrent", "bad-input", "hello")),
     Row("part3-iterative", "3a", ITERATIVE, ("concurrent", "eof")),
-    Row("part3-iterative-sleep", "3b", _row(ITERATIVE, eof=F, fd_leak=S, slow_clients=F, emfile=F),
+    Row("part3-iterative-sleep", "3b", _row(ITERATIVE, eof=F, fd_leak=S, slow_clients=F, emfile=F,
+                                            close=F),
         ("concurrent", "eof"), env={"SLEEP": "2"},
         why="SLEEP=2 (60 in the article): its sleep before the close is what `eof` sees"),
-    Row("part3-fork", "3c", _row(ARTICLE, eof=F, zombie=F, burst=F, eagain=F),
+    Row("part3-fork", "3c", _row(ARTICLE, eof=F, zombie=F, burst=F, eagain=F, close=F),
         ("eof", "zombie"), env={"SLEEP": "2"},
         why="SLEEP=2 (60 in the article): the children must exit while `zombie` watches"),
     Row("part3-fork-leaky", "3d", _row(ARTICLE, eof=F, fd_leak=F, zombie=F, burst=F, emfile=F,
-                                       eagain=F),
+                                       eagain=F, close=F),
         ("eof", "fd-leak", "zombie")),
     Row("part3-sigchld", "3e", _row(ARTICLE, eof=F, fd_leak=F, zombie=F, sigchld=F, burst=F,
-                                    emfile=F, eagain=F),
+                                    emfile=F, eagain=F, close=F),
         ("sigchld",), env={"SLEEP": "2"},
         why="SLEEP=2 (3 in the article's file)"),
     Row("part3-eintr", "3f", _row(ARTICLE, burst=F, eagain=F), ("burst", "zombie")),
     Row("part3-waitpid", "3g", _row(ARTICLE, eagain=F),
         ("concurrent", "fd-leak", "zombie", "sigchld", "burst")),
-    Row("part2-wsgi", "webserver2", _row(ALL_PASS, concurrent=F, burst=F, slow_clients=F,
-                                         zombie=S, sigchld=S, eagain=S),
-        ("wsgi-apps", "environ", "body", "parity", "concurrent")),
-    Row("part3-wsgi-wsgi", "webserver3h", ALL_PASS,
+    Row("part2-wsgi", "webserver2", _row(ALL_PASS, **ONE_PER_CONNECTION, concurrent=F, burst=F,
+                                         slow_clients=F, zombie=S, sigchld=S, eagain=S),
+        ("wsgi-apps", "environ", "body", "parity", "concurrent", "keep-alive")),
+    Row("part3-wsgi-wsgi", "webserver3h", _row(ALL_PASS, **ONE_PER_CONNECTION),
         ("zombie", "burst", "slow-clients", "emfile", "eagain", "sigterm")),
     Row("gunicorn-wsgi", "gunicorn, 2 sync workers",
-        _row(ALL_PASS, slow_clients=F, zombie=S, sigchld=S, eagain=S),
-        ("slow-clients", "eagain"),
+        _row(ALL_PASS, **ONE_PER_CONNECTION, slow_clients=F, zombie=S, sigchld=S, eagain=S,
+             framing=F),
+        ("slow-clients", "eagain", "framing"),
         why="eagain skips: sync workers never fork per connection (the arbiter forks only to "
-            "replace a worker), so fork() cannot run out under this load"),
-    Row("busybox", "busybox httpd, in C", _row(ALL_PASS, **WSGI_SKIP, sigterm=F),
+            "replace a worker), so fork() cannot run out under this load; framing fails: "
+            "gunicorn sends the app's body after a HEAD answer (it leaves HEAD to the app)"),
+    Row("gunicorn-gthread-wsgi", "gunicorn, gthread workers",
+        _row(ALL_PASS, pipelining=F, slow_clients=F, zombie=S, sigchld=S, eagain=S, framing=F),
+        ("keep-alive", "pipelining"),
+        why="pipelining fails: gthread answers the first of two requests sent in one write "
+            "and not the second within 5 s (it waits for the socket to be readable again, and "
+            "the second request came with the first); framing fails as gunicorn's does (a body "
+            "after HEAD)"),
+    Row("busybox", "busybox httpd, in C",
+        _row(ALL_PASS, **WSGI_SKIP, **ONE_PER_CONNECTION, sigterm=F, framing=F),
         ("hello", "zombie"),
-        why="sigterm fails: busybox httpd has no SIGTERM handler, so it dies of the signal (143)"),
+        why="sigterm fails: busybox httpd has no SIGTERM handler, so it dies of the signal "
+            "(143); framing fails: it sends the file after a HEAD answer too"),
     Row("yours", "the starter in services/yours",
-        _row(ALL_PASS, body=F, parity=F, concurrent=F, burst=F, bad_input=F, slow_clients=F,
-             sigterm=F, zombie=S, sigchld=S, eagain=S),
+        _row(ALL_PASS, **ONE_PER_CONNECTION, body=F, parity=F, concurrent=F, burst=F,
+             bad_input=F, slow_clients=F, sigterm=F, zombie=S, sigchld=S, eagain=S, framing=F),
         ("hello", "http", "wsgi-apps", "environ", "concurrent", "slow-clients"),
-        source="services/yours", image="lsbaws/yours-starter:dev"),
+        source="services/yours", image="lsbaws/yours-starter:dev",
+        why="framing fails: the starter writes the app's body for HEAD too (a place to "
+            "improve it)"),
     Row("part4-prefork-wsgi", "webserver4a, pre-forked",
-        _row(ALL_PASS, slow_clients=F, zombie=S, sigchld=S, eagain=S), ("slow-clients",)),
+        _row(ALL_PASS, **ONE_PER_CONNECTION, slow_clients=F, zombie=S, sigchld=S, eagain=S),
+        ("slow-clients",)),
     Row("part4-evloop-wsgi", "webserver4b, event loops",
-        _row(ALL_PASS, zombie=S, sigchld=S, eagain=S), ("slow-clients", "concurrent")),
+        _row(ALL_PASS, zombie=S, sigchld=S, eagain=S),
+        ("slow-clients", "concurrent", "keep-alive", "pipelining", "close", "framing")),
 ]
 
 NOTES = [
@@ -95,13 +116,19 @@ NOTES = [
     "per connection, so there is nothing to reap or to run out of (the evidence says so).",
     "An iterative server fails `burst`: the backlog fills while it waits for the first client, "
     "which waits for the others to connect.",
+    "Part 4's columns: the article's servers fail `keep-alive` and `pipelining` (one answer "
+    "per connection, its body framed by the close) and `framing` (a body after HEAD); `close` "
+    "fails where `eof` does. webserver2, 3h, 4a, gunicorn's sync workers, busybox and the "
+    "starter answer `Connection: close` every time: `keep-alive` fails and `pipelining` skips "
+    "(the server announced it, nothing was lost). Only 4b and gthread keep connections.",
 ]
 
 BY_SERVICE = {r.service: r for r in ROWS}
 SHORT = {"wsgi-apps": "apps", "environ": "env", "concurrent": "conc", "fd-leak": "fds",
          "zombie": "zomb", "sigchld": "chld", "bad-input": "bad", "slow-clients": "slow",
          "emfile": "emfile", "eagain": "eagain", "sigterm": "term", "parity": "parity",
-         "hello": "hello", "http": "http", "body": "body", "eof": "eof", "burst": "burst"}
+         "hello": "hello", "http": "http", "body": "body", "eof": "eof", "burst": "burst",
+         "keep-alive": "ka", "pipelining": "pipe", "close": "close", "framing": "frame"}
 CELL = {P: "✓", F: "**✗**", S: "–"}
 
 

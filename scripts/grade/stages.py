@@ -50,6 +50,9 @@ EAGAIN_CONNECTIONS = 100
 SURVIVE_WITHIN = 5.0        # after the load: answered within this
 SIGTERM_WITHIN = 3.0
 PARITY_MIN = 30
+KEEPALIVE_REQUESTS = 3
+CLOSE_WITHIN = 1.0          # close: EOF within this after the answer
+FRAMING_LINGER = 0.5        # framing: how long to watch for bytes after a whole response
 BODY_SIZE = 100 * 1024
 
 STAGES: list[Stage] = [
@@ -169,6 +172,36 @@ STAGES: list[Stage] = [
           "`docker stop` sends SIGTERM: stop accepting, finish the requests in flight, "
           "exit 0.",
           "services/part3/webserver3h.py"),
+    Stage("keep-alive", "part 4",
+          f"{KEEPALIVE_REQUESTS} HTTP/1.1 requests (no Connection header) on one connection, "
+          "each sent once the one before is answered",
+          f"all {KEEPALIVE_REQUESTS} answered in order within {ANSWER_TIMEOUT:g} s each, the "
+          "connection open between them",
+          "HTTP/1.1 connections persist unless one side says `Connection: close`: frame every "
+          "body (Content-Length or chunked) and read the next request on the same socket.",
+          "services/part4/webserver4b.py"),
+    Stage("pipelining", "part 4",
+          "two requests sent in one write: both answered, in order, nothing lost",
+          f"two whole responses in request order within {ANSWER_TIMEOUT:g} s; skipped when the "
+          "first answer says `Connection: close` (see keep-alive)",
+          "A client may send its next request before the answer: keep what one recv() brought "
+          "beyond the first request, and answer in order.",
+          "services/part4/webserver4b.py"),
+    Stage("close", "part 4",
+          "`Connection: close` on HTTP/1.1, and HTTP/1.0 without keep-alive: each answered, "
+          "then the connection closed by the server",
+          f"each answered, EOF within {CLOSE_WITHIN:g} s of the answer",
+          "A persistent server must still close when asked to (Connection: close) and by "
+          "default for HTTP/1.0: the client waits for that EOF.",
+          "services/part4/webserver4b.py"),
+    Stage("framing", "part 4",
+          "every response's body is exactly what its framing says (Content-Length, chunked, or "
+          "the close); no byte follows a Content-Length body; a HEAD answer has no body",
+          f"GET, HEAD (and a streamed body from the grader's app on WSGI servers): each framed "
+          f"exactly, nothing more within {FRAMING_LINGER:g} s",
+          "On a persistent connection the framing is the only way to tell where one response "
+          "ends: a byte too many is read as the start of the next answer.",
+          "services/part4/webserver4b.py"),
 ]
 
 BY_ID = {s.id: s for s in STAGES}

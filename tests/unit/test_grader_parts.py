@@ -24,7 +24,7 @@ from instrument import servers
 ROOT = Path(__file__).resolve().parents[2]
 ISSUE_IDS = ["hello", "http", "wsgi-apps", "environ", "body", "parity", "concurrent", "eof",
              "fd-leak", "zombie", "sigchld", "burst", "bad-input", "slow-clients", "emfile",
-             "eagain", "sigterm"]
+             "eagain", "sigterm", "keep-alive", "pipelining", "close", "framing"]
 
 
 def grade(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -43,7 +43,7 @@ def test_every_stage_says_its_lesson_threshold_and_a_fix_file_that_exists():
     for s in S.STAGES:
         assert s.checks and s.threshold and s.teaches.endswith("."), s.id
         assert (ROOT / s.fix).is_file(), f"{s.id}: {s.fix} does not exist"
-        assert s.lesson in ("part 1", "part 2", "beyond") or s.lesson[0] == "3", s.id
+        assert s.lesson in ("part 1", "part 2", "part 4", "beyond") or s.lesson[0] == "3", s.id
     assert {s.id for s in S.STAGES if s.wsgi} == {"wsgi-apps", "environ", "body", "parity"}
 
 
@@ -93,7 +93,13 @@ def test_the_calibration_tells_the_issues_story():
     part2 = [s.id for s in S.STAGES if s.lesson == "part 2"]
     assert all(e["part2-wsgi"][i] == "pass" for i in part2)
     assert e["part2-wsgi"]["concurrent"] == "fail"
-    assert set(e["part3-wsgi-wsgi"].values()) == {"pass"}
+    assert {e["part3-wsgi-wsgi"][s.id] for s in S.STAGES if s.lesson != "part 4"} == {"pass"}
+    assert set(e["part4-evloop-wsgi"][i] for i in ("keep-alive", "pipelining", "close",
+                                                     "framing")) == {"pass"}
+    for svc in ("part1", "part3-waitpid", "part2-wsgi", "part3-wsgi-wsgi", "gunicorn-wsgi",
+                "part4-prefork-wsgi"):
+        assert e[svc]["keep-alive"] == "fail", svc
+    assert e["gunicorn-gthread-wsgi"]["keep-alive"] == "pass"
     assert e["gunicorn-wsgi"]["slow-clients"] == "fail"
     starter = e["yours"]
     assert all(starter[i] == "pass" for i in ("hello", "http", "wsgi-apps", "environ"))

@@ -7,6 +7,7 @@
     ANY  /parity/...         JSON of what the request looked like to the app (the parity stage)
     GET  /status/NNN         that status, a short text body
     GET  /type/MAJOR/MINOR   a body of that content type
+    GET  /stream             three pieces, no Content-Length: the server frames it (the framing stage)
 
 Standard library only: the graded image needs nothing but a WSGI server.
 """
@@ -53,6 +54,9 @@ def app(environ, start_response):
     if path.startswith("/type/"):
         ctype = path[len("/type/"):] or "text/plain"
         return _text(start_response, "200 OK", f"a body of type {ctype}\n".encode(), ctype)
+    if path == "/stream":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return iter([b"piece 1\n", b"piece 2\n", b"piece 3\n"])
     if method not in ("GET", "HEAD", "POST"):
         return _text(start_response, "405 Method Not Allowed", b"method not allowed\n")
     return _text(start_response, "200 OK", GREETING)
