@@ -209,8 +209,11 @@ def named_paths(page: Path) -> list[str]:
 
 
 def exists(path: str) -> bool:
-    """A path from the root, or a bare name (`wire.py`, `helloworld/`) somewhere in the tree."""
+    """A path from the root, or a bare name (`wire.py`, `helloworld/`) somewhere in the tree.
+    What the runs write under `reports/` is output: only `reports/` itself must be there."""
     path = path.rstrip("/")
+    if path.startswith("reports/"):
+        path = "reports"
     if "/" in path or (ROOT / path).exists():
         return any(ROOT.glob(path))
     return any(any((ROOT / top).glob(f"**/{path}")) for top in ("services", "scripts", "tests", "docker"))
