@@ -47,7 +47,8 @@ for pyver in 3.11 3.12; do
     --only-binary=:all: --platform manylinux2014_x86_64 \
     --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
     --python-version "$pyver" --implementation cp \
-    -r docker/requirements.txt -r docker/requirements-tests.txt -d wheelhouse
+    -r docker/requirements.txt -r docker/requirements-tests.txt \
+    -r docker/requirements-peers.txt -d wheelhouse
 done
 python3 -m pip download --quiet --disable-pip-version-check \
   --only-binary=:all: --python-version 3.11 --implementation cp \

@@ -29,8 +29,10 @@ RECORDED = Path(__file__).with_name("gunicorn-recorded.json")
 SERVER_NAMES = {  # service name prefix -> the server it runs
     "part2-": "webserver2", "part3-wsgi-": "webserver3h", "part4-prefork-": "webserver4a",
     "part4-evloop-": "webserver4b", "gunicorn-gthread-": "gunicorn gthread",
-    "gunicorn-": "gunicorn sync",
+    "gunicorn-": "gunicorn sync", "waitress-": "waitress", "cheroot-": "cheroot",
+    "granian-": "granian", "uwsgi-": "uWSGI",
 }
+OURS_PREFIXES = ("part2-", "part3-wsgi-", "part4-")  # the project's own WSGI servers
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Target:
 
     @property
     def ours(self) -> bool:
-        return not self.service.startswith("gunicorn")
+        return self.service.startswith(OURS_PREFIXES)
 
 
 def targets(local: bool = False, only: list[str] | None = None) -> list[Target]:
