@@ -207,7 +207,7 @@ def grade(engine, service: str, ids: list[str], env: dict, args) -> int:
         say(f"grade: wrote {report.write_junit(args.junit_xml, service, results)}")
     if args.json:
         say(f"grade: wrote {report.write_json(args.json, service, results)}")
-    return 1 if any(r.verdict == "fail" for r in results.values()) else 0
+    return 1 if any(r.verdict in ("fail", "error") for r in results.values()) else 0
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from xml.etree import ElementTree as ET
 from grade import stages as S
 from grade.checks import Result
 
-MARK = {"pass": "pass", "fail": "FAIL", "skip": "skip"}
+MARK = {"pass": "pass", "fail": "FAIL", "skip": "skip", "error": "ERROR"}
 
 
 def table(target: str, image: str, results: dict[str, Result], seconds: float,
@@ -26,12 +26,13 @@ def table(target: str, image: str, results: dict[str, Result], seconds: float,
         wrapped = textwrap.wrap(r.evidence, ev_width) or [""]
         lines.append(f"{stage_id:<{idw}}  {MARK[r.verdict]:<6}  {wrapped[0]}")
         lines += [f"{'':<{idw}}          {w}" for w in wrapped[1:]]
-        if r.verdict == "fail":
+        if r.verdict in ("fail", "error"):
             st = S.BY_ID[stage_id]
             lesson = textwrap.wrap(f"lesson ({st.lesson}): {st.teaches} See {st.fix}", ev_width)
             lines += [f"{'':<{idw}}          {w}" for w in lesson]
     counts = {v: sum(r.verdict == v for r in results.values()) for v in MARK}
-    lines.append(f"{counts['pass']} pass, {counts['fail']} FAIL, {counts['skip']} skip")
+    lines.append(f"{counts['pass']} pass, {counts['fail']} FAIL, {counts['skip']} skip"
+                 + (f", {counts['error']} ERROR" if counts["error"] else ""))
     return "\n".join(lines)
 
 
@@ -45,7 +46,8 @@ def to_junit(target: str, results: dict[str, Result]) -> bytes:
     suite = ET.Element("testsuite", name=f"grade {target}", tests=str(len(results)),
                        failures=str(sum(r.verdict == "fail" for r in results.values())),
                        skipped=str(sum(r.verdict == "skip" for r in results.values())),
-                       errors="0", time=f"{sum(r.seconds for r in results.values()):.2f}")
+                       errors=str(sum(r.verdict == "error" for r in results.values())),
+                       time=f"{sum(r.seconds for r in results.values()):.2f}")
     for stage_id, r in results.items():
         case = ET.SubElement(suite, "testcase", classname=f"grade.{target}", name=stage_id,
                              time=f"{r.seconds:.2f}")
@@ -53,6 +55,8 @@ def to_junit(target: str, results: dict[str, Result]) -> bytes:
             st = S.BY_ID[stage_id]
             node = ET.SubElement(case, "failure", message=r.evidence)
             node.text = f"{r.evidence}\nlesson ({st.lesson}): {st.teaches}\nthe fix: {st.fix}"
+        elif r.verdict == "error":
+            ET.SubElement(case, "error", message=r.evidence)
         elif r.verdict == "skip":
             ET.SubElement(case, "skipped", message=r.evidence)
         else:

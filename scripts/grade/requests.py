@@ -1,5 +1,6 @@
-"""The requests the grader sends: the malformed ones (bad-input), the ones
-compared with gunicorn (parity), a browser's (hello). Data, in one place."""
+"""The requests the grader sends: the ids of the malformed ones (bad-input,
+read from conformance.cases), the ones compared with gunicorn (parity), a
+browser's (hello). Data, in one place."""
 
 from __future__ import annotations
 
@@ -22,64 +23,34 @@ BROWSER = (
 )
 
 
-def _req(line: bytes, *headers: bytes, body: bytes = b"") -> bytes:
-    return b"\r\n".join([line, *headers]) + b"\r\n\r\n" + body
-
-
-_H = b"Host: grade.test"
-
-# (id, bytes): each complete (it ends with its empty line and declares no body
-# it does not send), so a correct server answers at once; none is a matter of
-# taste (each is refused by gunicorn and by the stack's webserver2/3h alike).
-# Nothing is wrong only in a body: a server that streams the body to the app
-# finds that out only when the app reads it.
-MALFORMED: list[tuple[str, bytes]] = [
-    ("garbage-line", b"garbage\r\n\r\n"),
-    ("garbage-words", b"hello there server\r\n\r\n"),
-    ("only-method", b"GET\r\n\r\n"),
-    ("no-version", b"GET /\r\n\r\n"),
-    ("four-parts", _req(b"GET / HTTP/1.1 extra", _H)),
-    ("double-space", _req(b"GET  / HTTP/1.1", _H)),
-    ("leading-space", _req(b" GET / HTTP/1.1", _H)),
-    ("bad-method-char", _req(b"G@T / HTTP/1.1", _H)),
-    ("method-with-colon", _req(b"GE:T / HTTP/1.1", _H)),
-    ("lowercase-version", _req(b"GET / http/1.1", _H)),
-    ("version-1.x", _req(b"GET / HTTP/1.x", _H)),
-    ("version-11", _req(b"GET / HTTP/11", _H)),
-    ("version-empty", _req(b"GET / HTTP/", _H)),
-    ("version-ftp", _req(b"GET / FTP/1.1", _H)),
-    ("version-2.0", _req(b"GET / HTTP/2.0", _H)),
-    ("version-0.9", _req(b"GET / HTTP/0.9", _H)),
-    ("version-1.1.1", _req(b"GET / HTTP/1.1.1", _H)),
-    ("version-no-slash", _req(b"GET / HTTP1.1", _H)),
-    ("version-1.01", _req(b"GET / HTTP/1.01", _H)),
-    ("space-in-target", _req(b"GET /a b HTTP/1.1", _H)),
-    ("target-9000", _req(b"GET /" + b"a" * 9000 + b" HTTP/1.1", _H)),
-    ("header-no-colon", _req(b"GET / HTTP/1.1", _H, b"NoColonHere")),
-    ("header-empty-name", _req(b"GET / HTTP/1.1", _H, b": value")),
-    ("header-space-in-name", _req(b"GET / HTTP/1.1", _H, b"Bad Name: value")),
-    ("header-space-before-colon", _req(b"GET / HTTP/1.1", _H, b"Name : value")),
-    ("header-first-folded", _req(b"GET / HTTP/1.1", b" Folded: value", _H)),
-    ("header-nul-in-value", _req(b"GET / HTTP/1.1", _H, b"X-A: a\x00b")),
-    ("header-del-in-name", _req(b"GET / HTTP/1.1", _H, b"X\x7fA: value")),
-    ("header-9000", _req(b"GET / HTTP/1.1", _H, b"X-Long: " + b"v" * 9000)),
-    ("fields-150", _req(b"GET / HTTP/1.1", _H, *[b"X-F%d: v" % i for i in range(150)])),
-    ("content-length-word", _req(b"POST / HTTP/1.1", _H, b"Content-Length: abc")),
-    ("content-length-negative", _req(b"POST / HTTP/1.1", _H, b"Content-Length: -1")),
-    ("content-length-plus", _req(b"POST / HTTP/1.1", _H, b"Content-Length: +0")),
-    ("content-length-hex", _req(b"POST / HTTP/1.1", _H, b"Content-Length: 0x0")),
-    ("content-length-conflict", _req(b"POST / HTTP/1.1", _H, b"Content-Length: 0",
-                                     b"Content-Length: 7")),
-    ("content-length-and-chunked", _req(b"POST / HTTP/1.1", _H, b"Content-Length: 5",
-                                        b"Transfer-Encoding: chunked", body=b"0\r\n\r\n")),
-    ("transfer-encoding-unknown", _req(b"POST / HTTP/1.1", _H, b"Transfer-Encoding: zip")),
-    ("header-slash-in-name", _req(b"GET / HTTP/1.1", _H, b"X/Y: value")),
-    ("tls-hello", b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(range(32)) +
-     b"\r\n\r\n"),
-    ("binary", bytes(range(1, 32)) + b"\r\n\r\n"),
-    ("utf8-method", _req("GÉT / HTTP/1.1".encode(), _H)),
-    ("empty-lines-only", b"\r\n\r\n\r\n\r\n" * 3 + b"X\r\n\r\n"),
+# The bad-input stage's malformed requests: ids of the one corpus,
+# conformance.cases (read with by_id, never copied here). Each is complete
+# (its head ends with the empty line, any body it declares is sent), so a
+# correct server answers at once; each is refused by gunicorn (its recorded
+# answers) and by the stack's webserver2/3h/4a/4b: none is a matter of taste.
+# Nothing is wrong only in a body (a server that streams the body to the app
+# finds out only when the app reads it). What the grader expects of each:
+# a 4xx, 501 or 505, or the connection closed.
+BAD_INPUT_IDS: list[str] = [
+    "no-version", "four-parts", "http-0.9", "method-bad-char", "method-empty",
+    "version-lowercase", "version-no-minor", "version-two-digits", "version-2.0",
+    "version-garbage", "target-too-long", "binary-garbage", "only-empty-lines",
+    "space-before-colon", "tab-before-colon", "field-no-colon", "field-empty-name",
+    "field-name-space", "field-name-at", "field-name-non-ascii", "field-line-too-long",
+    "fields-too-many", "content-length-differing", "content-length-list-differing",
+    "content-length-negative", "content-length-plus", "content-length-hex",
+    "content-length-letters", "content-length-empty", "content-length-space-inside",
+    "content-length-and-chunked", "chunked-twice", "transfer-encoding-empty",
+    "transfer-encoding-http-1.0",
 ]
+
+
+def malformed() -> list[tuple[str, bytes]]:
+    """(id, bytes) of each bad-input request, from the corpus."""
+    from conformance.cases import by_id
+
+    return [(name, by_id(name).data) for name in BAD_INPUT_IDS]
+
 
 # (label, request): compared with gunicorn serving the same app.
 _PARITY_PATHS = ["/parity", "/parity/a/b/c", "/parity/x?y=1", "/parity?a=1&a=2&b=",

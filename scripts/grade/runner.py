@@ -88,6 +88,13 @@ def run(ctx: Ctx, ids: list[str], progress: Progress, jobs: int = JOBS) -> dict[
             tb = traceback.format_exc(limit=-2).strip().splitlines()
             result = Result("fail", f"the check itself failed: {type(error).__name__}: {error} "
                                     f"({tb[-3].strip() if len(tb) > 2 else ''})")
+        role = "basic" if stage_id in SHARED else stage_id   # hello runs on the first copy
+        if result.verdict == "fail" and (full := ctx.at_pids_limit(role)):
+            result.evidence += f" ({full})"
+        if S.BY_ID[stage_id].watches and (lost := ctx.lost_view(role)):
+            # never a verdict the grader did not see: what it read of the processes is void
+            result = Result("error", f"{lost}; its own verdict ({result.verdict}: "
+                                     f"{result.evidence[:160]}) is not trusted")
         result.seconds = round(time.monotonic() - t0, 2)
         results[stage_id] = result
         progress.finish(stage_id)

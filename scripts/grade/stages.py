@@ -20,9 +20,11 @@ class Stage:
     fix: str
     wsgi: bool = False     # needs a WSGI target (one that takes APP)
     heavy: bool = False    # a load: runs alone (not beside another heavy stage)
+    watches: bool = False  # reads the copy's processes (through its observer)
 
 
 # Numbers the checks use, named once.
+COPY_NOFILE = 1024          # every copy's nofile (soft and hard), unless a stage sets its own
 LISTEN_TIMEOUT = 30.0       # a copy must LISTEN on 8888 within this
 ANSWER_TIMEOUT = 5.0        # a plain request must be answered within this
 CONCURRENT_WITHIN = 2.0     # the second connection's answer, one silent connection open
@@ -50,6 +52,7 @@ EAGAIN_CONNECTIONS = 100
 SURVIVE_WITHIN = 5.0        # after the load: answered within this
 SIGTERM_WITHIN = 3.0
 PARITY_MIN = 30
+BAD_INPUT_MIN = 30
 KEEPALIVE_REQUESTS = 3
 CLOSE_WITHIN = 1.0          # close: EOF within this after the answer
 FRAMING_LINGER = 0.5        # framing: how long to watch for bytes after a whole response
@@ -112,7 +115,7 @@ STAGES: list[Stage] = [
           f"skipped when fewer than half are answered in {FD_BUDGET:g} s",
           "Each accepted connection is a descriptor; a parent that keeps them runs out "
           "(EMFILE). Close the parent's copy.",
-          "services/part3/webserver3g.py", heavy=True),
+          "services/part3/webserver3g.py", heavy=True, watches=True),
     Stage("zombie", "3d-3e",
           f"no zombie child remains once the children of {ZOMBIE_REQUESTS} requests (one at a "
           "time, as a person with curl) have exited",
@@ -120,14 +123,14 @@ STAGES: list[Stage] = [
           "server makes no child per request",
           "An exited child stays a zombie until its parent wait()s for it; reap them "
           "(a SIGCHLD handler with waitpid(-1, WNOHANG) in a loop).",
-          "services/part3/webserver3g.py"),
+          "services/part3/webserver3g.py", watches=True),
     Stage("sigchld", "3e",
           "the server is still alive and answering after its first children exit",
           f"the same server process answers within {ANSWER_TIMEOUT:g} s after "
           f"{SIGCHLD_REQUESTS} children exited; skipped without children",
           "A signal handler interrupts a blocking accept(): restart it on EINTR "
           "(Python 3.5+ does for socket.accept()).",
-          "services/part3/webserver3f.py"),
+          "services/part3/webserver3f.py", watches=True),
     Stage("burst", "3f-3g",
           f"{BURST_CLIENTS} clients connect, then all send at once: all answered, no zombie left",
           f"all connected within {BURST_CONNECT:g} s, each answered 200 within "
@@ -135,10 +138,10 @@ STAGES: list[Stage] = [
           "Many clients at once must all be accepted (a child per connection, workers or an "
           "event loop), and every exited child reaped: signals are not queued, one SIGCHLD may "
           "stand for many children, so wait in a loop until none is left.",
-          "services/part3/webserver3g.py", heavy=True),
+          "services/part3/webserver3g.py", heavy=True, watches=True),
     Stage("bad-input", "beyond",
-          "40+ malformed requests each get a 4xx or a close, and the next request is still "
-          "answered",
+          f"{BAD_INPUT_MIN}+ malformed requests (ids of the conformance corpus) each get a "
+          "4xx or a close, and the next request is still answered",
           f"each answered 4xx (or 501/505) or closed within {BAD_INPUT_TIMEOUT:g} s; a good "
           "request answered after each",
           "Parse the request and refuse what is not HTTP: answering garbage with 200 "
@@ -157,14 +160,14 @@ STAGES: list[Stage] = [
           f"the same server process alive; answered within {SURVIVE_WITHIN:g} s after",
           "accept() fails with EMFILE when the descriptors run out: close what you do not "
           "need, and back off instead of dying.",
-          "services/part3/webserver3h.py", heavy=True),
+          "services/part3/webserver3h.py", heavy=True, watches=True),
     Stage("eagain", "beyond",
           f"under a pids limit of {EAGAIN_PIDS} with {EAGAIN_CONNECTIONS} connections held open, "
           "the server survives and answers afterwards",
           f"the same server process alive; answered within {SURVIVE_WITHIN:g} s after; "
           "skipped when the server made no process under the load",
           "fork() fails with EAGAIN when the processes run out: answer 503 and keep serving.",
-          "services/part3/webserver3h.py", heavy=True),
+          "services/part3/webserver3h.py", heavy=True, watches=True),
     Stage("sigterm", "beyond",
           "SIGTERM: a request in flight completes, the server exits 0 within "
           f"{SIGTERM_WITHIN:g} s",

@@ -18,7 +18,7 @@ import pytest
 from grade import calibration, report
 from grade import stages as S
 from grade.checks import Result, answered
-from grade.requests import MALFORMED, PARITY
+from grade.requests import BAD_INPUT_IDS, PARITY, malformed
 from instrument import servers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,10 +48,20 @@ def test_every_stage_says_its_lesson_threshold_and_a_fix_file_that_exists():
 
 
 def test_the_request_lists_are_as_long_as_the_stages_say():
-    assert len(MALFORMED) >= 40 and len({k for k, _ in MALFORMED}) == len(MALFORMED)
+    cases = malformed()
+    assert len(cases) >= S.BAD_INPUT_MIN and len(set(BAD_INPUT_IDS)) == len(BAD_INPUT_IDS)
     assert len(PARITY) >= S.PARITY_MIN
-    for label, data in MALFORMED:
-        assert b"\r\n\r\n" in data or label == "tls-hello", label
+    for label, data in cases:
+        assert b"\r\n\r\n" in data, label
+
+
+def test_bad_input_reads_refused_cases_of_the_one_corpus_by_id():
+    from conformance.cases import by_id
+
+    for name in BAD_INPUT_IDS:
+        case = by_id(name)
+        assert case.kind == "invalid", name
+        assert all(r == "close" or 400 <= r < 500 or r in (501, 505) for r in case.reject), name
 
 
 def test_answered_waits_for_the_framed_body_or_one_byte_of_a_close_framed_one():

@@ -29,7 +29,7 @@ APP_NAMES = {"wsgi": "bare WSGI", "flask": "Flask", "pyramid": "Pyramid", "djang
 
 @dataclass
 class Result:
-    verdict: str          # "pass" | "fail" | "skip"
+    verdict: str          # "pass" | "fail" | "skip" | "error" (the grader could not see)
     evidence: str
     seconds: float = 0.0
 
@@ -55,19 +55,56 @@ class Ctx:
         self._files = grader_files()
         self.basic: Copy | None = None
         self._made: list[Copy] = []   # this grade's copies (others may share `copies`)
+        self._pids: dict[str, int] = {}  # each copy's pids limit
         self._lock = threading.Lock()
 
     def copy(self, role: str, app: str | None = None, nofile: int | None = None,
              pids: int | None = 512, image: str | None = None, wait: bool = True) -> Copy:
         wsgi_app = APP.get(app) if app else None
         env = self.target.copy_env(wsgi_app)
-        copy = self.copies.start(image or self.target.image, role, env=env, nofile=nofile,
+        # nofile always set: the engine's default differs (Docker Desktop's is not Linux's)
+        copy = self.copies.start(image or self.target.image, role, env=env,
+                                 nofile=nofile or S.COPY_NOFILE,
                                  pids=pids, files=self._files if wsgi_app else None)
         with self._lock:
             self._made.append(copy)
+            self._pids[copy.name] = pids or 0
         if wait:
             copy.wait_listening(S.LISTEN_TIMEOUT)
         return copy
+
+    def lost_view(self, stage: str) -> str:
+        """Why the grader can no longer see into a running copy of this stage
+        (its observer, in the copy's PID namespace, was killed), or ''."""
+        with self._lock:
+            mine = [c for c in self._made if c.role == stage or c.role.startswith(stage + ".")]
+        for copy in mine:
+            observer = copy.observer
+            if observer is None or not copy.running():
+                continue  # the copy ended: its observer went with its namespace
+            try:
+                observer.reload()
+                state = observer.attrs["State"]
+            except Exception:  # noqa: BLE001 - removed under us: the view is gone too
+                state = {"Status": "removed", "ExitCode": None}
+            if state.get("Status") != "running":
+                return (f"the grader's observer in {copy.name}'s PID namespace was killed "
+                        f"({state.get('Status')}, exit {state.get('ExitCode')}) while the server "
+                        "ran on: something in the copy signals every process it can")
+        return ""
+
+    def at_pids_limit(self, stage: str) -> str:
+        """'the copy was at its pids limit (...)' for a copy of this stage whose
+        processes fill its limit (a fork bomb, say), or ''."""
+        with self._lock:
+            mine = [c for c in self._made if c.role == stage or c.role.startswith(stage + ".")]
+        for copy in mine:
+            limit = self._pids.get(copy.name, 0)
+            look = copy.look() if limit else None
+            if look is not None and len(look.table) >= limit - 2:
+                return (f"the copy was at its pids limit ({len(look.table)} processes of "
+                        f"{limit}): fork() fails with EAGAIN; something forks without end")
+        return ""
 
     def release(self, stage: str) -> None:
         """Remove this grade's copies of one stage (role `stage` or `stage.*`)."""

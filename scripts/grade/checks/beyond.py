@@ -3,11 +3,10 @@ limits (nofile, pids) and SIGTERM."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
-from instrument import wire
+from instrument import clients, wire
 from instrument.copies import Copy
 
 from grade import stages as S
@@ -25,14 +24,15 @@ from grade.checks.base import (
     skip,
     status_line,
 )
-from grade.requests import HOST, MALFORMED
+from grade.requests import HOST, malformed
 
 
 def check_bad_input(ctx: Ctx) -> Result:
     copy = ctx.copy("bad-input")
     budget = time.monotonic() + S.BAD_INPUT_BUDGET
     wrong, tried = [], 0
-    for label, data in MALFORMED:
+    cases = malformed()
+    for label, data in cases:
         if time.monotonic() > budget:
             break
         tried += 1
@@ -50,8 +50,8 @@ def check_bad_input(ctx: Ctx) -> Result:
     if wrong:
         examples = ", ".join(f"{lb} got {how}" for lb, how in wrong[:3])
         return bad(f"{len(wrong)} of {tried} malformed requests not refused: {examples}")
-    if tried < len(MALFORMED):
-        return skip(f"only {tried} of {len(MALFORMED)} malformed requests sent within "
+    if tried < len(cases):
+        return skip(f"only {tried} of {len(cases)} malformed requests sent within "
                     f"{S.BAD_INPUT_BUDGET:g} s, "
                     "each refused")
     return ok(f"all {tried} malformed requests refused (4xx or a close); the server answered "
@@ -60,61 +60,23 @@ def check_bad_input(ctx: Ctx) -> Result:
 
 def check_slow_clients(ctx: Ctx) -> Result:
     copy = ctx.copy("slow-clients")
-    rest = b"ET /hello HTTP/1.1\r\nHost: grade.test\r\nX-Slow: " + b"s" * 40
-    socks: list[socket.socket] = []
-    stop = threading.Event()
-
-    def open_one():
-        try:
-            s = socket.create_connection((copy.address(), PORT), timeout=3)
-            s.sendall(b"G")
-            socks.append(s)
-        except OSError:
-            pass
-
-    opener = [threading.Thread(target=open_one) for _ in range(S.SLOW_CLIENTS)]
-    for t in opener:
-        t.start()
-    for t in opener:
-        t.join(5)
-
-    def drip():
-        i = 0
-        while not stop.wait(1.0) and i < len(rest):
-            for s in list(socks):
-                try:
-                    s.sendall(rest[i:i + 1])
-                except OSError:
-                    pass
-            i += 1
-
-    dripper = threading.Thread(target=drip, daemon=True)
-    dripper.start()
+    head = b"GET /hello HTTP/1.1\r\nHost: grade.test\r\nX-Slow: " + b"s" * 40
+    slow = clients.slow_clients(copy.address(), PORT, S.SLOW_CLIENTS, data=head, interval=1.0,
+                                timeout=30.0)
     try:
         time.sleep(1.5)
-        waiting = [s for s in socks if not _has_answer(s)]
-        if socks and not waiting:
-            return skip(f"the server answered all {len(socks)} slow clients after their first "
+        sending = [c for c in slow if c.sent]
+        waiting = [c for c in sending if c.waiting]
+        if sending and not waiting:
+            return skip(f"the server answered all {len(sending)} slow clients after their first "
                         "byte (it does not wait for the whole head): none was holding it")
         reply = get(copy, timeout=S.SLOW_WITHIN)
     finally:
-        stop.set()
-        for s in socks:
-            s.close()
+        clients.stop_all(slow)
     held = f"{len(waiting)} slow clients still sending their head"
     if reply.matched and reply.status:
         return ok(f"answered in {fmt(reply.answered)} with {held}")
     return bad(f"no answer within {S.SLOW_WITHIN:g} s with {held} ({reply.summary()})")
-
-
-def _has_answer(sock: socket.socket) -> bool:
-    """Has the server answered (or closed) this connection already?"""
-    import select
-
-    try:
-        return bool(select.select([sock], [], [], 0)[0])  # data, EOF or a reset to read
-    except (OSError, ValueError):
-        return True
 
 
 def _survive(copy: Copy, server: int, load: str, extra: str = "") -> Result:
@@ -157,26 +119,10 @@ def check_eagain(ctx: Ctx) -> Result:
     server, procs0 = look.server_pid, len(look.table)
     before = {p.pid for p in look.children(server)}
     watch = copy.watch(0.1)
-    socks: list[socket.socket] = []
-    lock = threading.Lock()
-
-    def open_one():
-        try:
-            s = socket.create_connection((copy.address(), PORT), timeout=3)
-            with lock:
-                socks.append(s)
-        except OSError:
-            pass
-
-    openers = [threading.Thread(target=open_one) for _ in range(S.EAGAIN_CONNECTIONS)]
-    for t in openers:
-        t.start()
-    for t in openers:
-        t.join(6)
+    socks, _ = clients.open_many(copy.address(), PORT, S.EAGAIN_CONNECTIONS, timeout=6)
     time.sleep(2.0)
     still, why = alive(copy, server)
-    for s in socks:
-        s.close()
+    clients.close_all(socks)
     watch.stop()
     peak = max(watch.peak_procs(), procs0)
     seen = watch.children_seen(server, before)
@@ -208,7 +154,7 @@ def check_sigterm(ctx: Ctx) -> Result:
         sent = copy.kill("SIGTERM")
     else:
         what = "a request whose head was half sent"
-        sock = socket.create_connection((copy.address(), PORT), timeout=8)
+        sock = wire.connect(copy.address(), PORT, 8)
         sock.sendall(b"GET /hello HTTP/1.1\r\nHost: grade.test\r\n")
         time.sleep(0.4)
         sent = copy.kill("SIGTERM")

@@ -4,11 +4,10 @@ its children (concurrent, eof, fd-leak, zombie, sigchld, burst), read from
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
-from instrument import wire
+from instrument import clients, wire
 
 from grade import stages as S
 from grade.checks.base import (
@@ -30,7 +29,7 @@ from grade.requests import HOST
 
 def check_concurrent(ctx: Ctx) -> Result:
     copy = ctx.copy("concurrent")
-    silent = socket.create_connection((copy.address(), PORT), timeout=5)
+    silent = clients.hold_silent(copy.address(), PORT, 1, timeout=5)[0]
     try:
         time.sleep(0.3)  # accepted (or queued) before the second one comes
         reply = get(copy, timeout=S.CONCURRENT_WITHIN)
@@ -128,7 +127,7 @@ def _children_run(ctx: Ctx, role: str, requests: int, parallel: bool):
         replies = []
         for _ in range(requests):
             try:
-                sock = socket.create_connection((copy.address(), PORT), timeout=S.ANSWER_TIMEOUT)
+                sock = wire.connect(copy.address(), PORT, S.ANSWER_TIMEOUT)
             except OSError as error:
                 replies.append(wire.Reply(error=str(error)))
                 continue
@@ -199,10 +198,12 @@ def check_burst(ctx: Ctx) -> Result:
     server = look.server_pid
     before = {p.pid for p in look.children(server)}
     watch = copy.watch(0.1)
-    socks = _connect_all(copy.address(), S.BURST_CLIENTS, S.BURST_CONNECT)
+    # all at once, each silent, within BURST_CONNECT in all (one after the other with
+    # no overall deadline, a server that frees a backlog slot every REQUEST_TIMEOUT
+    # would keep the stage for minutes)
+    socks, _ = clients.open_many(copy.address(), PORT, S.BURST_CLIENTS, S.BURST_CONNECT)
     if len(socks) < S.BURST_CLIENTS:
-        for sock in socks:
-            sock.close()
+        clients.close_all(socks)
         watch.stop()
         return bad(f"only {len(socks)} of {S.BURST_CLIENTS} clients could connect within "
                    f"{S.BURST_CONNECT:g} s: the listen backlog was full, and the server, busy "
@@ -228,29 +229,3 @@ def check_burst(ctx: Ctx) -> Result:
     if n_ok == S.BURST_CLIENTS and not zombies:
         return ok(text)
     return bad(text)
-
-
-def _connect_all(host: str, n: int, within: float) -> list[socket.socket]:
-    """`n` connections opened at once, each silent; those made within `within` s.
-    (wire.burst connects one after the other with no overall deadline: a server
-    that frees a backlog slot every REQUEST_TIMEOUT would keep it for minutes.)"""
-    deadline = time.monotonic() + within
-    socks: list[socket.socket] = []
-    lock = threading.Lock()
-
-    def one():
-        try:
-            sock = socket.create_connection((host, PORT),
-                                            timeout=max(0.1, deadline - time.monotonic()))
-        except OSError:
-            return
-        with lock:
-            socks.append(sock)
-
-    threads = [threading.Thread(target=one, daemon=True) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(max(0.1, deadline - time.monotonic() + 1))
-    with lock:
-        return list(socks)
