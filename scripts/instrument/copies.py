@@ -383,6 +383,9 @@ class Copies:
             # the image's healthcheck would exec into the copy every few seconds:
             # a process that counts against its pids limit, and a load
             healthcheck={"test": ["NONE"]},
+            # capped: a server that writes without end fills no disk (docker logs reads 1 MB)
+            log_config=self.docker.types.LogConfig(type="json-file",
+                                                   config={"max-size": "1m", "max-file": "1"}),
         )
         if nofile:
             kwargs["ulimits"] = [self.docker.types.Ulimit(name="nofile", soft=nofile, hard=nofile)]
