@@ -18,11 +18,10 @@ and C16 are about exactly that difference.
 """
 
 import json
-import socket
 import time
 
 import pytest
-from instrument import client3, wire
+from instrument import client3, clients, wire
 from instrument.engine import PORT, TWIN_PORT, Twin
 from instrument.waiting import wait_for
 
@@ -40,8 +39,7 @@ def test_c10_iterative_server_serves_one_client_at_a_time(up):
     a second client, connected and asking, gets nothing until the first one
     is served. A concurrent server would answer the second at once."""
     svc = up("part3-iterative")
-    first = socket.create_connection(("part3-iterative", PORT), timeout=10)
-    second = socket.create_connection(("part3-iterative", PORT), timeout=10)
+    first, second = clients.hold_silent("part3-iterative", PORT, n=2, timeout=10)
     try:
         # the server has taken the first connection and waits for its request
         wait_for(lambda: svc.listen_queue() == 1, 5, 0.05,
@@ -78,10 +76,10 @@ def iterative_sleep_run(up):
         assert first.matched, f"the first client got no answer: {first.summary()}"
         # the server is asleep now; a second client and two more connect
         t0 = time.monotonic()
-        second = socket.create_connection((host, TWIN_PORT), timeout=10)
+        second = wire.connect(host, TWIN_PORT, timeout=10)
         run["connect_second"] = time.monotonic() - t0
         run["t_connected"] = time.monotonic()
-        extras = [socket.create_connection((host, TWIN_PORT), timeout=10) for _ in range(2)]
+        extras = clients.hold_silent(host, TWIN_PORT, n=2, timeout=10)
         run["connect_all"] = time.monotonic() - t0
         second.sendall(get(host))
         run["queued_during_sleep"] = svc.listen_queue(TWIN_PORT)
@@ -127,7 +125,7 @@ def test_c12_second_connect_succeeds_at_once_held_in_the_backlog(iterative_sleep
 def test_c13_client_gets_an_ephemeral_port_the_server_listens_on_8888(up):
     svc = up("part3-iterative")
     low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
-    socks = [socket.create_connection(("part3-iterative", PORT), timeout=10) for _ in range(2)]
+    socks = clients.hold_silent("part3-iterative", PORT, n=2, timeout=10)
     try:
         ports = [s.getsockname()[1] for s in socks]
         for s, port in zip(socks, ports, strict=True):

@@ -18,11 +18,12 @@ import concurrent.futures
 import re
 import threading
 import time
+from contextlib import contextmanager
 
 import bad_input as bad
 import differential as diff
 import pytest
-from instrument import wire
+from instrument import clients, wire
 from instrument.engine import Twin
 from instrument.waiting import poll, wait_for
 from instrument.wire import parse_response
@@ -107,42 +108,17 @@ def test_p2_a_killed_worker_is_replaced_within_1_s_without_a_zombie(service):
 
 # ---------------------------------------------------------------- P3
 
-SLOW_HEAD = b"GET /hello HTTP/1.1\r\n" + H + b"X-Slow: " + b"s" * 40 + b"\r\n\r\n"
+SLOW_HEAD = clients.slow_head("lsbaws.test")  # ~90 bytes: never complete in these tests
 
 
-class SlowClients:
-    """n connections that send one byte of a head a second until released."""
-
-    def __init__(self, host: str, n: int):
-        self.host, self.n = host, n
-        self.release = threading.Event()
-        self.threads = [threading.Thread(target=self._drip, daemon=True) for _ in range(n)]
-
-    def _drip(self):
-        pieces = [SLOW_HEAD[i:i + 1] for i in range(len(SLOW_HEAD))]
-        try:
-            sock = wire.socket.create_connection((self.host, 8888), timeout=5)
-        except OSError:
-            return
-        with sock:
-            for piece in pieces:
-                try:
-                    sock.sendall(piece)
-                except OSError:
-                    return
-                if self.release.wait(1.0):
-                    return
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        time.sleep(1.5)  # connected, accepted, a byte or two sent
-        return self
-
-    def __exit__(self, *exc):
-        self.release.set()
-        for t in self.threads:
-            t.join(5)
+@contextmanager
+def slow_clients(host: str, n: int):
+    """n connections that send one byte of a head a second until the block ends."""
+    held = clients.slow_clients(host, 8888, n, data=SLOW_HEAD, interval=1.0, timeout=60)
+    try:
+        yield held
+    finally:
+        clients.stop_all(held)
 
 
 P3_HELD = ["part4-prefork-wsgi", "gunicorn-wsgi"]  # a worker per client
@@ -151,7 +127,9 @@ P3_FREE = ["part3-wsgi-wsgi", "part4-evloop-wsgi"]  # a process, or a socket, pe
 
 @pytest.mark.parametrize("service", P3_HELD, indirect=True)
 def test_p3_as_many_slow_clients_as_workers_hold_a_prefork_server(service):
-    with SlowClients(service.name, WORKERS):
+    with slow_clients(service.name, WORKERS):
+        wait_for(lambda: service.listen_queue() == 0, 5, 0.05,
+                 f"{service.name}'s workers to accept the slow clients")
         held = hello(service.name, timeout=2.5)
         assert held.timed_out and not held.data, \
             f"{service.name} answered during the slow clients: {held.summary()}"
@@ -164,7 +142,7 @@ def test_p3_slow_clients_do_not_hold_a_fork_or_event_loop_server(service):
     hello(service.name)  # warm: the first answer of a fresh worker may be slower
     # more than WORKERS: however the connections fall to the workers, a
     # worker that blocked on one of them would be seen
-    with SlowClients(service.name, 5 * WORKERS):
+    with slow_clients(service.name, 5 * WORKERS):
         times = []
         for _ in range(5):
             got = hello(service.name, timeout=5)
@@ -181,7 +159,7 @@ def _complete(data: bytes) -> bool:
 
 def test_p4_100_requests_over_one_connection_are_answered_in_order(up):
     up(EVLOOP)
-    sock = wire.socket.create_connection((EVLOOP, 8888), timeout=10)
+    sock = wire.connect(EVLOOP, 8888, timeout=10)
     ports = set()
     try:
         for i in range(100):
@@ -322,7 +300,7 @@ def test_p6_sigterm_finishes_the_request_in_flight_and_exits_0_within_3_s(up, ki
     body = b"0123456789"
     head = (b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 10\r\nConnection: close\r\n\r\n")
     with Twin(service, ["python", SCRIPT[kind], "wsgiapp:app"], workdir=WORKDIR) as twin:
-        sock = wire.socket.create_connection((service.name, twin.port), timeout=10)
+        sock = wire.connect(service.name, twin.port, timeout=10)
         sock.sendall(head + body[:5])
         poll(lambda: ' "POST /echo' in twin.log(), 0.5, 0.1)  # (it is not logged yet)
         sent_at = twin.signal("TERM")

@@ -208,7 +208,7 @@ def test_gunicorn_on_fork_eagain_its_arbiter_exits_255(up, record):
 # ---------------------------------------------------------------- SIGTERM
 
 def _half_sent_post(host: str, port: int, body: bytes) -> socket.socket:
-    sock = socket.create_connection((host, port), timeout=10)
+    sock = wire.connect(host, port, timeout=10)
     head = request("POST", "/echo", "lsbaws.test",
                    [("Content-Type", "application/octet-stream"),
                     ("Content-Length", str(len(body)))])
@@ -227,7 +227,7 @@ def _finish(sock: socket.socket, body: bytes) -> bytes:
 
 def _refused(host: str, port: int) -> bool:
     try:
-        socket.create_connection((host, port), timeout=1).close()
+        wire.connect(host, port, timeout=1).close()
     except ConnectionRefusedError:
         return True
     except OSError:
