@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "part2"))
 
 import wsgicore  # noqa: E402
+from wsgicore_client import Drip, fed_status  # noqa: E402
 
 
 def parse(data):
@@ -206,21 +207,6 @@ def test_keep_alive(head, keep_alive):
     assert parse(head).keep_alive is keep_alive
 
 
-def fed_status(data, max_body=None, pieces=1):
-    """Feed data (in `pieces` parts), then EOF: the HTTPError status, or None."""
-    parser = wsgicore.RequestParser() if max_body is None else wsgicore.RequestParser(max_body)
-    step = max(1, -(-len(data) // pieces))
-    try:
-        for start in range(0, len(data), step):
-            parser.feed(data[start:start + step])
-            while parser.next_request() is not None:
-                pass
-        parser.feed_eof()
-    except wsgicore.HTTPError as err:
-        return err.status
-    return None
-
-
 @pytest.mark.parametrize("pieces", [1, 7, 1000])
 def test_each_limit_through_the_feed_api(pieces):
     limit = wsgicore.MAX_LINE
@@ -276,21 +262,6 @@ def test_a_drip_fed_large_body_is_not_quadratic():
 # the blocking path: read_request feeds the parser from a stream and takes
 # from it exactly the head, however the bytes arrive
 # --------------------------------------------------------------------------
-
-
-class Drip(io.RawIOBase):
-    """A raw stream that gives `step` bytes a read, as a slow socket does."""
-
-    def __init__(self, data, step):
-        self.data, self.step = data, step
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        piece, self.data = self.data[:min(self.step, len(buffer))], self.data[self.step:]
-        buffer[:len(piece)] = piece
-        return len(piece)
 
 
 @pytest.mark.parametrize("step", [1, 7, 64 * 1024])

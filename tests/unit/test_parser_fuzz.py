@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "part2"))
 
 import wsgicore  # noqa: E402
+from wsgicore_client import Drip  # noqa: E402
 
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "400")), deadline=None,
                database=None,
@@ -122,21 +123,6 @@ def test_any_valid_header_set_parses_back_to_what_was_sent(fields, piece):
     for start in range(0, len(head), piece):
         parser.feed(head[start:start + piece])
     assert parser.next_request().headers == want
-
-
-class Drip(io.RawIOBase):
-    """A raw stream that gives `step` bytes a read, as a slow socket does."""
-
-    def __init__(self, data, step):
-        self.data, self.step = data, step
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        piece, self.data = self.data[:min(self.step, len(buffer))], self.data[self.step:]
-        buffer[:len(piece)] = piece
-        return len(piece)
 
 
 def blocking_outcome(data, step):

@@ -12,7 +12,7 @@ import pytest
 from conformance.cases import by_id
 from instrument import wire
 from instrument.local import LocalServer
-from wsgicore_client import HOST, hello_works
+from wsgicore_client import HOST, fed_status, hello_works
 from wsgicore_client import wsgicore as core
 
 PART2 = core.__file__.rsplit("/wsgicore/", 1)[0]
@@ -91,30 +91,14 @@ def test_a_malformed_request_gets_an_error_and_the_next_request_is_answered(
     hello_works(server.port)
 
 
-def fed_status(data, pieces, eof):
-    """Feed data in `pieces` parts (then EOF if asked): the HTTPError status, or None."""
-    parser = core.RequestParser()
-    step = max(1, -(-len(data) // pieces))
-    try:
-        for start in range(0, len(data), step):
-            parser.feed(data[start:start + step])
-            while parser.next_request() is not None:
-                pass
-        if eof:
-            parser.feed_eof()
-    except core.HTTPError as err:
-        return err.status
-    return None
-
-
 @pytest.mark.parametrize("name, status, half_close", CASES, ids=[case[0] for case in CASES])
 @pytest.mark.parametrize("pieces", [1, 3])
 def test_the_parser_refuses_each_malformed_request_with_the_same_status(
         name, status, half_close, pieces):
     data = by_id(name).data
     if half_close:  # nothing wrong until the end: no answer before the EOF
-        assert fed_status(data, pieces, eof=False) is None
-    assert fed_status(data, pieces, eof=True) == status
+        assert fed_status(data, pieces=pieces, eof=False) is None
+    assert fed_status(data, pieces=pieces) == status
 
 
 def test_at_least_thirty_malformed_cases():

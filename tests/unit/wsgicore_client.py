@@ -3,6 +3,7 @@ server is an instrument.local.LocalServer, the client instrument.wire; these
 helpers only fix the defaults of these tests (Host 127.0.0.1, read until
 the server closes)."""
 
+import io
 import socket
 import sys
 import threading
@@ -62,3 +63,35 @@ def serve_once(data, app):
     finally:
         server.server_close()
     return raw
+
+
+class Drip(io.RawIOBase):
+    """A raw stream that gives `step` bytes a read, as a slow socket does."""
+
+    def __init__(self, data, step):
+        self.data, self.step = data, step
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        piece, self.data = self.data[:min(self.step, len(buffer))], self.data[self.step:]
+        buffer[:len(piece)] = piece
+        return len(piece)
+
+
+def fed_status(data, max_body=None, pieces=1, eof=True):
+    """Feed data (in `pieces` parts) to a RequestParser, then EOF if asked:
+    the HTTPError status, or None."""
+    parser = wsgicore.RequestParser() if max_body is None else wsgicore.RequestParser(max_body)
+    step = max(1, -(-len(data) // pieces))
+    try:
+        for start in range(0, len(data), step):
+            parser.feed(data[start:start + step])
+            while parser.next_request() is not None:
+                pass
+        if eof:
+            parser.feed_eof()
+    except wsgicore.HTTPError as err:
+        return err.status
+    return None
