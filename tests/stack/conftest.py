@@ -13,23 +13,22 @@ in the container's /proc/net/tcp).
 - `up(name)`: that service's Service, started if it was stopped or crashed.
 - `service`: the same, parametrised indirectly by name.
 - `curl(*args)`: curl -sS with a --max-time.
-- `record(table, key, text, header)`: a row of a table for README (ours
-  against gunicorn); the tables are printed at the end of the run and
-  written to reports/TABLE.md when that directory is writable.
+- `record(table, key, text, header)` (tests/conftest.py): a row of a table
+  for the docs (ours against gunicorn); the tables are printed at the end of
+  the run and written to reports/TABLE.md, from every xdist worker.
+
+Which of these tests may run at the same time is tests/conftest.py's
+table (xdist groups by service and module).
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 from instrument import servers
 from instrument.engine import Engine, EngineError
-
-RECORDS = pytest.StashKey[dict]()
-REPORTS = Path("/lsbaws/reports")
 
 
 def pytest_collection_modifyitems(items):
@@ -72,24 +71,3 @@ def curl():
         return subprocess.run(["curl", "-sS", "--max-time", f"{timeout:g}", *args],
                               capture_output=True, text=True, timeout=timeout + 5)
     return curl
-
-
-@pytest.fixture(scope="session")
-def record(request):
-    tables = request.config.stash.setdefault(RECORDS, {})
-
-    def record(table: str, key: str, text: str, header: str = "") -> None:
-        tables.setdefault(table, {"": header})[key] = text
-    return record
-
-
-def pytest_terminal_summary(terminalreporter, config):
-    for table, rows in config.stash.get(RECORDS, {}).items():
-        header = rows.pop("", "")
-        text = "\n".join([header] * bool(header)
-                         + [f"| {key} | {value} |" for key, value in rows.items()])
-        terminalreporter.write_sep("-", table)
-        terminalreporter.write_line(text)
-        if REPORTS.is_dir() and os.access(REPORTS, os.W_OK):
-            (REPORTS / f"{table}.md").write_text(text + "\n")
-
