@@ -4,7 +4,7 @@ Shows:   any WSGI framework runs under the same server without a change:
          python webserver2.py pyramidapp:app   (or flaskapp:app, djangoapp:app,
          wsgiapp:app), then curl -v http://localhost:8888/hello
 Bug:     none on purpose. The article's version reads one recv(1024) and
-         trusts it; the HTTP and PEP 3333 work is done right in wsgicore.py
+         trusts it; the HTTP and PEP 3333 work is done right in wsgicore
          (read it for what it checks and what it does not do), so this file
          keeps the article's shape: make_server, set_app, serve_forever,
          handle_one_request; get_environ, start_response and finish_response

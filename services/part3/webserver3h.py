@@ -15,7 +15,7 @@ Shows:   webserver2's WSGIServer plus webserver3g's lessons: one fork() per
              flight 1.5 s, exit 0.
 Bug:     none left; this is the end of part 3.
 Try it:  cd services/part3 && python webserver3h.py flaskapp:app
-         (the applications and wsgicore.py live in ../part2, which this file
+         (the applications and wsgicore live in ../part2, which this file
          puts on sys.path itself), then curl http://localhost:8888/hello
          docker compose up part3-wsgi-flask; curl http://127.0.0.1:8312/hello
 Env:     PORT=8888 (0 picks a free port)  HOST='' (all interfaces)
