@@ -47,6 +47,8 @@ import fnmatch
 import json
 import os
 import re
+import shutil
+import tempfile
 import types
 from pathlib import Path
 
@@ -282,6 +284,7 @@ def estimate(nodeid: str) -> float:
 ORDER = pytest.StashKey[dict]()
 RECORDS = pytest.StashKey[dict]()
 GROUPS = pytest.StashKey[dict]()
+GROUP_FILES = pytest.StashKey[Path]()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -295,6 +298,7 @@ def pytest_collection_modifyitems(session, config, items):
 def _group_and_order(config, items):
     groups = assign_groups(items)
     config.stash[GROUPS] = groups
+    folder = (getattr(config, "workerinput", None) or {}).get("lsbaws_groups")
     weight: dict = {}
     for item in items:
         key = groups[item.nodeid] or item.nodeid
@@ -304,6 +308,11 @@ def _group_and_order(config, items):
             item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
     # longest group first; a stable sort keeps the order inside a group
     items.sort(key=lambda it: -weight[groups[it.nodeid] or it.nodeid])
+    if folder:  # for the controller's scheduler
+        mine = Path(folder) / f"{config.workerinput['workerid']}.json"
+        mine.with_suffix(".tmp").write_text(json.dumps(
+            {nodeid: f"group:{group}" for nodeid, group in groups.items() if group}))
+        mine.with_suffix(".tmp").rename(mine)
 
 
 class _Grouping:
@@ -316,6 +325,43 @@ class _Grouping:
 
 def pytest_configure(config):
     config.pluginmanager.register(_Grouping(), "lsbaws-grouping")
+    if getattr(config, "workerinput", None) is None and config.getoption("dist", "no") != "no":
+        config.stash[GROUP_FILES] = Path(tempfile.mkdtemp(prefix="lsbaws-xdist-groups-"))
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(config.stash.get(GROUP_FILES, None) or "/nonexistent", ignore_errors=True)
+
+
+# xdist 3.8 puts a test in its group by renaming it `nodeid@group`, which
+# pytest 9.2's nodes (a NodeId, no `_nodeid`) ignore. So the workers write
+# their nodeid -> group table to a file and the controller's scheduler (the
+# same loadgroup scheduling) reads its groups from there.
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    if GROUP_FILES in node.config.stash:
+        node.workerinput["lsbaws_groups"] = str(node.config.stash[GROUP_FILES])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getoption("dist") != "loadgroup" or GROUP_FILES not in config.stash:
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    folder = config.stash[GROUP_FILES]
+
+    class TableGroups(LoadGroupScheduling):
+        table: dict | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.table is None:  # every worker has collected: its file is there
+                files = sorted(folder.glob("*.json"))
+                self.table = json.loads(files[0].read_text()) if files else {}
+            return self.table.get(nodeid) or nodeid
+
+    return TableGroups(config, log)
 
 
 def pytest_report_collectionfinish(config, items):
