@@ -120,7 +120,7 @@ STAGES: list[Stage] = [
           f"no zombie child remains once the children of {ZOMBIE_REQUESTS} requests (one at a "
           "time, as a person with curl) have exited",
           f"0 zombie children {REAP_GRACE:g} s after the children exited; skipped when the "
-          "server makes no child per request",
+          "server makes no child per request or answers fewer than half",
           "An exited child stays a zombie until its parent wait()s for it; reap them "
           "(a SIGCHLD handler with waitpid(-1, WNOHANG) in a loop).",
           "services/part3/webserver3g.py", watches=True),

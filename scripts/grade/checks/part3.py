@@ -165,6 +165,9 @@ def check_zombie(ctx: Ctx) -> Result:
     if running:
         return skip(f"{running} children still running {S.CHILD_EXIT_WAIT:g} s after the answers "
                     "(a long SLEEP?): cannot tell whether they will be reaped")
+    if n_ok < S.ZOMBIE_REQUESTS // 2:
+        return skip(f"only {n_ok} of {S.ZOMBIE_REQUESTS} requests answered with HTTP: the "
+                    "children did not serve, too few to tell")
     if not seen and not grew:
         return skip(f"no child process per request ({n_ok} of {S.ZOMBIE_REQUESTS} answered, "
                     f"{len(final.children(server))} long-lived children): nothing to reap")
