@@ -359,23 +359,30 @@ def pytest_xdist_make_scheduler(config, log):
             if self.table is None:  # every worker has collected: its file is there
                 files = sorted(folder.glob("*.json"))
                 self.table = json.loads(files[0].read_text()) if files else {}
+                reporter = config.pluginmanager.get_plugin("terminalreporter")
+                if reporter and self.table:
+                    reporter.write_line(describe({n: g.removeprefix("group:")
+                                                  for n, g in self.table.items()}))
             return self.table.get(nodeid) or nodeid
 
     return TableGroups(config, log)
 
 
-def pytest_report_collectionfinish(config, items):
-    groups = config.stash.get(GROUPS, {})
+def describe(groups: dict) -> str:
+    """One line: each group, its tests and estimated seconds, longest first."""
     sizes: dict = {}
-    for nodeid in (item.nodeid for item in items):
-        group = groups.get(nodeid.split("@")[0])
+    for nodeid, group in groups.items():
         if group:
             seconds, count = sizes.get(group, (0.0, 0))
-            sizes[group] = (seconds + estimate(nodeid.split("@")[0]), count + 1)
-    if not sizes or not config.getoption("verbose", 0) > 0:
-        return None
+            sizes[group] = (seconds + estimate(nodeid), count + 1)
     return "xdist groups (tests, estimated s): " + ", ".join(
         f"{g} ({n}, {s:.0f})" for g, (s, n) in sorted(sizes.items(), key=lambda kv: -kv[1][0]))
+
+
+def pytest_report_collectionfinish(config, items):
+    if config.getoption("verbose", 0) > 0 and config.stash.get(GROUPS, None):
+        return describe(config.stash[GROUPS])
+    return None
 
 
 # ------------------------------------------------------------- the record tables
