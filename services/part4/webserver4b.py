@@ -2,16 +2,16 @@
 
 Shows:   slow clients cost a socket, not a worker. The arbiter is
          arbiter.py, webserver4a's too (forks WORKERS workers, grim_reaper
-         replaces a dead one, SIGTERM stops them gracefully); each worker runs one
-         event loop (selectors: epoll on Linux) over non-blocking sockets.
+         replaces a dead one, SIGTERM stops them gracefully); each worker
+         runs one event loop (selectors: epoll on Linux) over non-blocking sockets.
          Bytes are read as they arrive and fed to wsgicore.RequestParser;
          when a request is complete the application is called inline (as
          bjoern and meinheld do) and the answer is written as fast as the
          client takes it. So a client that sends one byte a second, or
          reads one, holds nothing but its own socket (claim P3). HTTP/1.1
          keep-alive: a connection carries request after request, pipelined
-         ones answered in order (P4), and is closed after KEEP_ALIVE idle
-         seconds.
+         ones answered in order (P4), a streamed answer chunked, and is
+         closed after KEEP_ALIVE idle seconds.
 Bug:     the application runs inside the loop: while it computes (or
          sleeps, or waits for a database) that worker answers nobody else.
          That is why gunicorn's async workers need monkey-patching and why
