@@ -2,7 +2,7 @@
 how its answer is read, beside gunicorn. Used by test_wsgi_differential.py
 (webserver2, webserver3h) and test_part4.py (webserver4a, 4b).
 
-Every case below goes to gunicorn-<app> (gunicorn 23, 2 sync workers, the
+Every case below goes to gunicorn-<app> (gunicorn 27, 2 sync workers, the
 yardstick) and to our two servers with the same application, part2-<app>
 (webserver2, iterative) and part3-wsgi-<app> (webserver3h, fork per
 connection), all inside the compose network. The status, the
@@ -44,8 +44,9 @@ DIFFERENCES_BY_DESIGN = [
     "fields 'a=1' and 'b=2' reach the application as 'a=1,b=2' and Django reads one "
     "cookie a='1,b=2'.",
     "A raw (not percent-encoded) UTF-8 request target is not a URI: ours answers 400 "
-    "(RFC 9112 section 3); gunicorn 23 accepts it and encodes it twice, so Pyramid's "
-    "/greet/café greets 'cafÃ©'. Percent-encoded paths are the same on both.",
+    "(RFC 9112 section 3), and so does gunicorn 27 (gunicorn 23 accepted it and encoded "
+    "it twice, so Pyramid's /greet/café greeted 'cafÃ©'). Percent-encoded paths are the "
+    "same on both.",
     "An absolute-form target (GET http://host/path) sets HTTP_HOST from the target, as "
     "RFC 9112 section 3.2.2 requires; gunicorn keeps the Host header.",
     "A chunked request body is decoded before the application runs and handed over "
@@ -55,12 +56,11 @@ DIFFERENCES_BY_DESIGN = [
     "gunicorn and the real body under ours.",
     "Ours sets GATEWAY_INTERFACE and SERVER_NAME = the container's host name, reports "
     "wsgi.multiprocess False in the iterative webserver2 (True in webserver3h) and has "
-    "no wsgi.file_wrapper, wsgi.input_terminated, RAW_URI or gunicorn.socket; gunicorn "
-    "sets SERVER_NAME to its bind address (0.0.0.0).",
-    "A HEAD answer never has a body with ours; gunicorn 23 sends whatever the "
-    "application returns (the bare wsgiapp's HEAD /hello gets the 44-byte body after "
-    "its head, which a keep-alive client would read as the next response). Flask, "
-    "Pyramid and Django drop the body themselves, so only the bare app shows it.",
+    "no wsgi.file_wrapper, wsgi.input_terminated, RAW_URI, gunicorn.socket or "
+    "wsgi.early_hints (gunicorn 27's); gunicorn sets SERVER_NAME to its bind address (0.0.0.0).",
+    "A HEAD answer never has a body, with ours and with gunicorn 27 (gunicorn 23 sent "
+    "whatever the application returned: the bare wsgiapp's HEAD /hello got the 44-byte "
+    "body after its head, which a keep-alive client would read as the next response).",
     "Every response of ours carries Connection: close and a Content-Length when the "
     "application's body is a list; gunicorn uses chunked transfer-coding for an "
     "HTTP/1.1 response without Content-Length. The bodies are the same once decoded.",
@@ -150,7 +150,7 @@ MANY_FIELDS = tuple((f"X-Field-{i}", str(i)) for i in range(90))
 # environ keys a server adds of its own, or that differ by design (see the list above)
 ENVIRON_SKIP = {"SERVER_SOFTWARE", "SERVER_NAME", "REMOTE_PORT", "GATEWAY_INTERFACE",
                 "RAW_URI", "gunicorn.socket", "wsgi.errors", "wsgi.input", "wsgi.file_wrapper",
-                "wsgi.input_terminated", "wsgi.multiprocess"}
+                "wsgi.input_terminated", "wsgi.multiprocess", "wsgi.early_hints"}
 
 
 def environ_view(drop: tuple = (), joined: tuple = ()) -> Callable[[bytes], bytes]:

@@ -10,7 +10,7 @@ client closed in the middle of its body), a close without an answer is
 the expected outcome.
 
 The same bytes go to gunicorn-wsgi too, and its answer must be what
-gunicorn 23 answers today (GUNICORN_SAYS below, README's table): a gunicorn
+gunicorn 27 answers today (GUNICORN_SAYS below, README's table): a gunicorn
 that changes is noticed. The comparison table is printed at the end of the
 run (and written to reports/bad-input.md when that directory is writable).
 
