@@ -20,32 +20,33 @@ SPOOL_SIZE = 1024 * 1024  # a decoded chunked body moves to a temp file past thi
 READ_BUFFER = 64 * 1024
 
 
-def _peeker(rfile):
-    """A function giving the bytes ahead in rfile without taking them
-    (b"" at the end); it waits for more only when nothing is buffered."""
-    peek = getattr(rfile, "peek", None)
-    if peek is not None:
-        return lambda: peek(READ_BUFFER)
+class _SeekablePeek:
+    """peek() for a stream without one (io.BytesIO): read, then seek back."""
 
-    def peek_seekable():
-        where = rfile.tell()
-        data = rfile.read(READ_BUFFER)
-        rfile.seek(where)
+    def __init__(self, rfile):
+        self.rfile = rfile
+
+    def __call__(self, size):
+        where = self.rfile.tell()
+        data = self.rfile.read(size)
+        self.rfile.seek(where)
         return data
-    return peek_seekable
 
 
 def _pump(rfile, parser):
     """Feed parser from rfile until it hands out a request; take from rfile
-    the bytes it parsed, no more. None if rfile ended cleanly before one."""
-    peek, read = _peeker(rfile), rfile.read
+    the bytes it parsed, no more. None if rfile ended cleanly before one.
+    peek() gives the bytes ahead without taking them; it waits for more only
+    when nothing is buffered."""
+    peek = getattr(rfile, "peek", None) or _SeekablePeek(rfile)
+    feed, next_request, read = parser.feed, parser.next_request, rfile.read
     while True:
-        data = peek()
+        data = peek(READ_BUFFER)
         if not data:
             parser.feed_eof()  # HTTPError if a request was cut short
-            return parser.next_request()
-        parser.feed(data)
-        request = parser.next_request()
+            return next_request()
+        feed(data)
+        request = next_request()
         if request is not None:
             read(len(data) - parser.unparsed)
             return request
