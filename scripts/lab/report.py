@@ -33,6 +33,8 @@ def parse_bench(data) -> list[tuple[str, float]]:
     for item in data:
         if isinstance(item, dict) and "target" in item and isinstance(item.get("rps"), int | float):
             extra = [str(item[k]) for k in ("server", "app") if item.get(k)]
+            if item.get("load") and not item.get("comparison"):  # bench --peers: both loads
+                extra.append(str(item["load"]))
             label = f"{item['target']} ({', '.join(extra)})" if extra else str(item["target"])
             if item.get("comparison"):  # one service can be in several comparisons
                 label = f"{item['comparison']}: {label}"
@@ -177,7 +179,8 @@ def chart_bench(chart: Chart, rows: list[tuple[str, float]]) -> bytes:
     plt, fig, ax = _figure()
     fig.set_size_inches(8, max(4.6, 0.45 * len(rows) + 1.2))
     names = [n for n, _ in rows]
-    colors = ["C1" if "gunicorn" in n else "C0" for n in names]
+    # ours blue, the others (gunicorn, the peers) orange
+    colors = ["C0" if ("webserver" in n or "(part" in n) else "C1" for n in names]
     # bars by position: a service measured in two comparisons keeps two bars
     ax.barh(range(len(rows)), [r for _, r in rows], color=colors)
     ax.set_yticks(range(len(rows)), names, fontsize=8)

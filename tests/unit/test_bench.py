@@ -1,6 +1,6 @@
 """bench (scripts/bench/) reads wrk's report right (no load, no timing: the parser only)."""
 
-from bench.__main__ import COMPARISONS, median_row, parse_wrk, table, verdict, wrk_command
+from bench import COMPARISONS, median_row, parse_wrk, table, verdict, wrk_command
 
 WRK_OUTPUT = """\
 Running 10s test @ http://part3-wsgi-wsgi:8888/hello
@@ -62,3 +62,56 @@ def test_medians_ratio_and_the_table_row_shape_the_lab_reads():
     text = table([ours, theirs], [v])
     assert "| 4a-bare | close | webserver4a (part4-prefork-wsgi) | 4,600 |" in text
     assert "**2.19x** | >= 2x, reached |" in text
+
+
+def test_targets_come_from_compose_yaml():
+    from bench.targets import describe
+    assert describe("part4-evloop-flask") == ("webserver4b", "flask")
+    assert describe("part3-wsgi-wsgi") == ("webserver3h", "wsgi")
+    assert describe("gunicorn-gthread-wsgi") == ("gunicorn 27 gthread", "wsgi")
+    assert describe("granian-flask") == ("granian", "flask")
+    assert describe("uwsgi-wsgi") == ("uWSGI", "wsgi")
+    assert describe("no-such-service") == ("?", "?")
+
+
+def test_every_peer_service_is_in_compose_yaml():
+    from bench.comparisons import peer_services
+    from instrument.servers import names
+    assert set(peer_services()) <= set(names())
+    assert len(peer_services()) == 18
+
+
+def test_peer_goals_are_the_issues_and_flask_is_at_75_percent():
+    from bench import PEER_GOALS, peer_row, peer_table, peer_verdicts
+    goals = {(g.ours, g.theirs, g.load): g.goal for g in PEER_GOALS}
+    assert goals == {
+        ("part4-evloop", "granian", "keep-alive"): 1.0, ("part4-evloop", "uwsgi", "keep-alive"): 2.0,
+        ("part4-evloop", "gunicorn-gthread", "keep-alive"): 3.0,
+        ("part4-evloop", "waitress", "keep-alive"): 5.0,
+        ("part4-evloop", "cheroot", "keep-alive"): 5.0,
+        ("part4-prefork", "uwsgi", "close"): 1.0, ("part4-prefork", "granian", "close"): 1.0,
+        ("part4-prefork", "gunicorn", "close"): 2.5}
+    run = lambda rps: {"rps": rps, "p50_ms": 1.0, "p99_ms": 4.0, "errors": 0,  # noqa: E731
+                       "cpu_us": 1e5 / rps}
+    rows = [peer_row("part4-evloop-wsgi", [run(30000)], "keep-alive"),
+            peer_row("granian-wsgi", [run(40000)], "keep-alive"),
+            peer_row("part4-evloop-flask", [run(6000)], "keep-alive"),
+            peer_row("granian-flask", [run(8000)], "keep-alive")]
+    assert set(rows[0]) >= {"target", "load", "rps", "p50_ms", "p99_ms", "errors",
+                            "cpu_ms_per_1000"}
+    assert rows[0]["cpu_ms_per_1000"] == 3.3  # 3.3 µs per request = 3.3 ms per 1,000
+    verdicts = peer_verdicts(rows)
+    assert [(v["app"], v["ratio"], v["goal"], v["reached"]) for v in verdicts] == [
+        ("wsgi", 0.75, 1.0, False), ("flask", 0.75, 0.75, True)]
+    text = peer_table(rows, verdicts)
+    assert "| part4-evloop-wsgi | granian-wsgi | keep-alive | **0.75x** | >= 1x, **missed** |" in text
+    assert "| keep-alive | bare | webserver4b (part4-evloop-wsgi) | 30,000 |" in text
+
+
+def test_the_lab_chart_labels_a_peers_row_with_its_load():
+    from lab.report import parse_bench
+    rows = [{"target": "granian-wsgi", "load": "close", "rps": 10.0, "server": "granian",
+             "app": "wsgi"}, {"target": "granian-wsgi", "load": "keep-alive", "rps": 20.0,
+                              "server": "granian", "app": "wsgi"}]
+    assert parse_bench(rows) == [("granian-wsgi (granian, wsgi, close)", 10.0),
+                                 ("granian-wsgi (granian, wsgi, keep-alive)", 20.0)]
