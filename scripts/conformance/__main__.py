@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .cases import CASES, DEVIATIONS
-from .run import RECORDED, report, run, score, targets
+from .run import RECORDED, report, run, score, tally, targets, to_json, verdicts
 
 
 def main(argv=None) -> int:
@@ -44,13 +44,17 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "conformance.md").write_text(text)
+    why = {t.service: "not reachable (docker compose --profile all up -d " + t.service + ")"
+           for t in chosen if t.service in absent}
+    (out / "conformance.json").write_text(json.dumps(to_json(results, why), indent=1) + "\n")
     for target in present:
         s = score(results[target.service])
         print(f"{target.server:17s} {target.service:22s} valid {s['valid'][0]}/{s['valid'][1]}  "
               f"invalid {s['invalid'][0]}/{s['invalid'][1]}  either {s['either'][0]}/"
-              f"{s['either'][1]}  all {s['all'][0]}/{s['all'][1]}")
+              f"{s['either'][1]}  all {s['all'][0]}/{s['all'][1]}  "
+              + "  ".join(f"{k} {n}" for k, n in tally(verdicts(results[target.service])).items()))
     print(f"{len(CASES)} cases (+{len(DEVIATIONS)} deliberate differences) in {seconds:.1f} s; "
-          f"report: {out / 'conformance.md'}")
+          f"report: {out / 'conformance.md'}, {out / 'conformance.json'}")
     if args.record_gunicorn and "gunicorn-wsgi" in results:
         labels = {name: result.label for name, result in results["gunicorn-wsgi"].items()}
         RECORDED.write_text(json.dumps(labels, indent=1, sort_keys=True) + "\n")

@@ -21,55 +21,10 @@ Written for this project from the RFC text; no other project's corpus.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .build import ABSENT, HOST, Case, chunked, either, get, invalid, post, valid
+from .smuggling import SMUGGLING
 
-ABSENT = object()  # the key must not be in the environ
-HOST = b"Host: conformance.test\r\n"
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    rfc: str  # "9112 6.3": RFC number and section
-    data: bytes
-    env: dict | None = None  # expected environ subset when accepted
-    body: bytes | None = b""  # what the application reads from wsgi.input
-    reject: tuple = ()  # acceptable refusals: statuses, or "close"
-    note: str = ""
-    echo: bool = True  # False: the answer has no environ (HEAD, OPTIONS *): status only
-    ours: object = None  # DEVIATIONS only: what our servers answer ("env" or a status)
-
-    @property
-    def kind(self) -> str:
-        if not self.reject:
-            return "valid"
-        return "invalid" if self.env is None else "either"
-
-
-def get(target=b"/environ", *fields, method=b"GET", version=b"HTTP/1.1", host=HOST, body=b""):
-    head = method + b" " + target + b" " + version + b"\r\n" + (host or b"")
-    return head + b"".join(f + b"\r\n" for f in fields) + b"\r\n" + body
-
-
-def post(body, *fields, target=b"/environ"):
-    return get(target, *fields, method=b"POST", body=body)
-
-
-def chunked(encoded, *fields, target=b"/environ"):
-    return get(target, b"Transfer-Encoding: chunked", *fields, method=b"POST", body=encoded)
-
-
-def valid(name, rfc, data, env=None, body=b"", note="", echo=True):
-    return Case(name, rfc, data, env=dict(env or {}), body=body, note=note, echo=echo)
-
-
-def invalid(name, rfc, data, *reject, note=""):
-    return Case(name, rfc, data, env=None, body=None, reject=tuple(reject or (400,)), note=note)
-
-
-def either(name, rfc, data, env, reject=(400,), body=b"", note=""):
-    return Case(name, rfc, data, env=dict(env), body=body, reject=tuple(reject), note=note)
-
+__all__ = ["ABSENT", "CASES", "DEVIATIONS", "HOST", "Case", "by_id"]
 
 LONG = b"a" * 8000
 
@@ -401,6 +356,8 @@ DEVIATIONS = [
          note="RFC: '#' is not allowed in a request target. Ours drops the fragment, "
          "as gunicorn does, rather than refuse a client's mistake."),
 ]
+
+CASES += SMUGGLING  # noqa: E305  (smuggling.py: the request-smuggling category)
 
 assert len({case.name for case in CASES + DEVIATIONS}) == len(CASES) + len(DEVIATIONS)
 

@@ -67,3 +67,32 @@ def test_by_id_finds_every_case_and_names_an_unknown_id():
         assert by_id(case.name) is case
     with pytest.raises(KeyError, match="no-such-case"):
         by_id("no-such-case")
+
+
+def test_the_smuggling_category_has_40_cases_each_with_a_section_and_a_level():
+    smuggling = [case for case in CASES if case.group == "smuggling"]
+    assert len(smuggling) >= 40
+    for case in smuggling:
+        assert case.name.startswith("smuggle-") and case.strength in ("MUST", "SHOULD", "MAY")
+        assert re.fullmatch(r"911[02] \d+(\.\d+)*", case.section), case.name
+    assert {case.strength for case in CASES} == {"MUST", "SHOULD", "MAY"}
+
+
+def test_a_wrong_must_fails_a_wrong_should_warns_and_the_json_has_the_issues_shape():
+    from conformance.cases import by_id
+    must, should = by_id("smuggle-cl-te"), by_id("smuggle-chunk-ext-bare-semicolon")
+    assert (must.verdict(True), must.verdict(False)) == ("pass", "fail")
+    assert (should.verdict(True), should.verdict(False)) == ("pass", "warn")
+    results = {"x-wsgi": {case.name: conformance.Result("400", False, case.name != must.name)
+                          for case in CASES}}
+    data = conformance.to_json(results, {"y-wsgi": "not reachable"})
+    assert data["cases"][0] == {"id": CASES[0].name, "category": CASES[0].group,
+                                "section": CASES[0].rfc, "level": CASES[0].strength}
+    assert data["results"]["x-wsgi"][must.name] == "fail"
+    assert set(data["results"]["x-wsgi"].values()) == {"pass", "fail"}
+    assert data["absent"] == {"y-wsgi": "not reachable"}
+
+
+def test_peers_are_not_counted_as_ours():
+    assert [t.service for t in conformance.targets() if t.ours] == [
+        "part2-wsgi", "part3-wsgi-wsgi", "part4-prefork-wsgi", "part4-evloop-wsgi"]
