@@ -1,5 +1,7 @@
-"""HTTP conformance: our WSGI servers and gunicorn against the
-request set of scripts/conformance (written from RFC 9110 and RFC 9112).
+"""HTTP conformance: our WSGI servers and gunicorn (27) against the
+request set of scripts/conformance (written from RFC 9110 and RFC 9112),
+its smuggling category included (the peers are compared by `conformance`,
+not here: their answers are a report, not a claim of ours).
 
 - ours (webserver2, webserver3h, and the part 4 servers) answer every valid
   case right and refuse every invalid one with a status the RFC allows;
