@@ -12,7 +12,6 @@ import os
 import re
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ RESPONSE = b"HTTP/1.1 200 OK\r\n\r\nHello, World!\n"
 
 
 def connect(port, timeout=5.0):
-    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    return wire.connect("127.0.0.1", port, timeout=timeout)
 
 
 def read_until_eof(sock, timeout=5.0):
