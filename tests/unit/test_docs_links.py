@@ -263,6 +263,18 @@ def test_readme_counts_the_servers_the_tests_service_starts():
     assert int(m.group(1)) == len(depends), f"README says {m.group(1)}, compose.yaml has {len(depends)}"
 
 
+def test_readme_counts_the_conformance_cases():
+    """'N cases from RFC 9110 and 9112 (M of them request smuggling)' is the corpus's count."""
+    from conformance.cases import CASES
+
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    said = re.findall(r"(\d+) cases from (?:RFC|the RFCs)[^()]*\((\d+) of them request smuggling\)", readme)
+    smuggling = sum(1 for case in CASES if getattr(case, "category", None) == "smuggling")
+    assert said, "README lost the count of the conformance cases"
+    assert all((int(n), int(m)) == (len(CASES), smuggling) for n, m in said), \
+        f"README says {said}; scripts/conformance has {len(CASES)} cases, {smuggling} smuggling"
+
+
 def test_troubleshooting_names_the_host_ports_compose_yaml_publishes():
     """'127.0.0.1:8001 to 8501' is the lowest and highest host port of compose.yaml."""
     data = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
