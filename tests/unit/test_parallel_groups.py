@@ -92,3 +92,49 @@ def test_the_longest_tests_start_first(collected):
     for slow in ("test_calibration_matrix", "test_lab_report_"):
         group = next(g or n for n, g in collected if slow in n)
         assert units.index(group) < 4, (slow, units[:6])
+
+
+TOY = '''
+import os, time
+import pytest
+
+def _mark(name):
+    time.sleep(0.3)
+    with open(os.path.join(os.environ["TOY_OUT"], name), "w") as f:
+        f.write(os.environ.get("PYTEST_XDIST_WORKER", "none"))
+
+@pytest.mark.parametrize("name", ["part3-sigchld", "part3-fork", "part1", "gunicorn-wsgi"])
+def test_by_param(name):
+    _mark(f"param-{name}")
+
+def test_sigchld_by_name():
+    service = "part3-sigchld"
+    _mark("name-" + service)
+
+def test_fork_by_name():
+    service = "part3-fork"
+    _mark("name-" + service)
+'''
+
+
+def test_a_group_really_runs_on_one_worker(tmp_path):
+    """Under xdist itself (3 workers): the tests that name part3-sigchld ran on
+    one worker, those of part3-fork on one worker, whatever the others did."""
+    (tmp_path / "tests" / "stack").mkdir(parents=True)
+    (tmp_path / "tests" / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    (tmp_path / "tests" / "stack" / "test_toy.py").write_text(TOY)
+    (tmp_path / "pytest.ini").write_text("[pytest]\ntestpaths = tests\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**__import__("os").environ, "TOY_OUT": str(out),
+           "LSBAWS_COMPOSE": str(ROOT / "compose.yaml"),
+           "PYTHONPATH": str(ROOT / "scripts")}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-n", "3", "--dist", "loadgroup",
+                           "--no-loadscope-reorder", "-p", "no:randomly", "-p", "no:cacheprovider",
+                           "-q"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "xdist groups" in done.stdout, done.stdout[-2000:]
+    worker = {p.name: p.read_text() for p in out.iterdir()}
+    assert len(worker) == 6, worker
+    assert worker["param-part3-sigchld"] == worker["name-part3-sigchld"], worker
+    assert worker["param-part3-fork"] == worker["name-part3-fork"], worker
