@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 
@@ -72,12 +73,20 @@ def parse(argv):
 class Runner:
     def __init__(self, args, use_wrk):
         self.args, self.use_wrk, self.first, self.meter = args, use_wrk, True, CpuMeter()
+        self.failed: list[str] = []
 
     def run(self, target, load, slow=0, label=None):
         if not self.first:
             time.sleep(self.args.pause)
         self.first = False
-        result = measure(target, load, slow, self.args, self.use_wrk, self.meter)
+        try:
+            result = measure(target, load, slow, self.args, self.use_wrk, self.meter)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+            # the target went away mid-run (stopped, restarted): a failed run, not a crash
+            print(f"    {label or target}: the run failed: {str(error).strip()[-200:]}",
+                  file=sys.stderr, flush=True)
+            self.failed.append(target)
+            result = {"rps": 0.0, "p50_ms": None, "p99_ms": None, "requests": 0, "errors": 1}
         print_run(label or f"{target} ({load})", result)
         return result
 
@@ -172,7 +181,7 @@ def main(argv=None) -> int:
     else:
         rows, verdicts = run_pairs(args, runner, down)
     write(args, tool, rows, verdicts)
-    return 0 if rows and not down else 1
+    return 0 if rows and not down and not runner.failed else 1
 
 
 def write(args, tool, rows, verdicts):
