@@ -266,7 +266,7 @@ class Service:
     def socket_owners(self, client_ports, server_port: int = PORT) -> dict[int, list[int]]:
         """For each client port: the PIDs in the container that hold a descriptor
         of the server's side of that connection (from /proc/*/fd)."""
-        out = self.must(["python", "-c", _OWNERS, str(server_port), *map(str, client_ports)])
+        out = self.must(["python", "-c", procs.SOCKET_OWNERS, str(server_port), *map(str, client_ports)])
         return {int(k): v for k, v in json.loads(out).items()}
 
     def logs_since_start(self) -> str:
@@ -419,6 +419,13 @@ class Twin:
             if self.argv[-1] in cmdline:
                 self._kill(int(pid))
         if self.svc.listening(self.port):
+            # the pid file may name another twin than the one listening (two
+            # starts on one port at once overwrite it): a listener whose
+            # parent is a twin's shell for this port is a twin too
+            code, out = self.svc.exec(["python", "-c", procs.TWIN_LISTENERS, str(self.port)])
+            for leftover in (out.split() if code == 0 else []):
+                self._kill(int(leftover))
+        if self.svc.listening(self.port):
             raise EngineError(f"port {self.port} in {self.svc.name} is taken by something "
                               "that is not a twin", code=1)
 
@@ -435,30 +442,3 @@ def docker_time(text: str) -> tuple[str, int]:
     whole, _, frac = text.partition(".")
     frac = frac.split("+")[0]
     return whole, int((frac + "000000000")[:9])
-
-
-# run inside a server's container by Service.socket_owners
-_OWNERS = r"""
-import json, os, sys
-server_port, ports = int(sys.argv[1]), {int(p) for p in sys.argv[2:]}
-inodes = {}
-for line in open("/proc/net/tcp").readlines()[1:]:
-    f = line.split()
-    if int(f[1].split(":")[1], 16) == server_port and int(f[2].split(":")[1], 16) in ports:
-        inodes[f[9]] = int(f[2].split(":")[1], 16)
-owners = {p: [] for p in ports}
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        continue
-    for fd in fds:
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        ino = target[8:-1] if target.startswith("socket:[") else None
-        if ino in inodes and int(pid) not in owners[inodes[ino]]:
-            owners[inodes[ino]].append(int(pid))
-print(json.dumps(owners))
-"""

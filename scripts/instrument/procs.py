@@ -305,3 +305,66 @@ def local_fds(pid: int) -> int:
     import os
 
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+# run inside a server's container by engine.Service.socket_owners
+SOCKET_OWNERS = r"""
+import json, os, sys
+server_port, ports = int(sys.argv[1]), {int(p) for p in sys.argv[2:]}
+inodes = {}
+for line in open("/proc/net/tcp").readlines()[1:]:
+    f = line.split()
+    if int(f[1].split(":")[1], 16) == server_port and int(f[2].split(":")[1], 16) in ports:
+        inodes[f[9]] = int(f[2].split(":")[1], 16)
+owners = {p: [] for p in ports}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        continue
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        ino = target[8:-1] if target.startswith("socket:[") else None
+        if ino in inodes and int(pid) not in owners[inodes[ino]]:
+            owners[inodes[ino]].append(int(pid))
+print(json.dumps(owners))
+"""
+
+
+# run inside a server's container by engine.Twin._kill_leftover: the PIDs that hold
+# the LISTEN socket of a port and were started by a twin's shell for it
+TWIN_LISTENERS = r"""
+import os, sys
+port = int(sys.argv[1])
+inodes = set()
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    try:
+        lines = open(table).readlines()[1:]
+    except OSError:
+        continue
+    for line in lines:
+        f = line.split()
+        if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(f[9])
+mark = f"lsbaws-twin-{port}.pid".encode()
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+        ppid = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]
+        parent = open(f"/proc/{ppid}/cmdline", "rb").read()
+    except OSError:
+        continue
+    held = set()
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            held.add(target[8:-1])
+    if held & inodes and mark in parent:
+        print(pid)
+"""
