@@ -31,7 +31,7 @@ from instrument import wire
 OURS = ["part2-wsgi", "part3-wsgi-wsgi"]
 GUNICORN = "gunicorn-wsgi"
 TABLE = "bad-input"
-HEADER = ("| malformed request | ours (webserver2 / webserver3h) | gunicorn 23 (sync) |\n"
+HEADER = ("| malformed request | ours (webserver2 / webserver3h) | gunicorn 27 (sync) |\n"
           "|---|---|---|")
 
 

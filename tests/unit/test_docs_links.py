@@ -275,6 +275,17 @@ def test_readme_counts_the_conformance_cases():
         f"README says {said}; scripts/conformance has {len(CASES)} cases, {smuggling} smuggling"
 
 
+def test_readme_shows_the_bad_input_header_the_run_prints():
+    """The expected end of the test run shows the bad-input table's header as
+    tests/stack/test_wsgi_bad_input.py prints it (a new gunicorn renames its column)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    source = (ROOT / "tests" / "stack" / "test_wsgi_bad_input.py").read_text(encoding="utf-8")
+    shown = [line for line in readme.splitlines() if line.startswith("| malformed request |")]
+    assert len(shown) == 1, "README's expected test run lost the bad-input table's header"
+    assert f'HEADER = ("{shown[0]}\\n"' in source, \
+        f"README shows {shown[0]!r}; test_wsgi_bad_input.HEADER says otherwise"
+
+
 def test_troubleshooting_names_the_host_ports_compose_yaml_publishes():
     """'127.0.0.1:8001 to 8501' is the lowest and highest host port of compose.yaml."""
     data = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
