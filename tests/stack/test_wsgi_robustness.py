@@ -202,7 +202,7 @@ def test_gunicorn_on_fork_eagain_its_arbiter_exits_255(up, record):
         assert ended and ended[0] == 255, f"arbiter: {ended}; log:\n{log[-2000:]}"
         assert "Unhandled exception in main loop" in log, log[-2000:]
         # gunicorn 23 logged the failed fork as BlockingIOError (EAGAIN); 27 logs it as
-        # "OSError: [Errno 0] Error" (the errno is lost on its way to the main loop)
+        # "OSError: [Errno 0] Error" (seen in its log; the exit 255 and the refusal stay)
         assert ("BlockingIOError: [Errno 11] Resource temporarily unavailable" in log
                 or "OSError: [Errno 0] Error" in log), log[-2000:]
         assert after.refused, after.summary()
