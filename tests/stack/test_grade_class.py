@@ -1,0 +1,139 @@
+"""grade --class on a folder of submissions: the stack's own servers as
+Dockerfiles, the starter and the hostile fixtures (tests/fixtures/submissions/).
+Each gets the verdict the calibration predicts or, for a hostile one, never
+a pass the grader did not see; the run finishes, exits 0, writes
+reports/class/ and leaves no container or image behind (checked by label).
+
+The default run grades a few stages (HOSTILE_STAGES) so the suite stays
+quick; LSBAWS_CLASS_FULL=1 grades every stage and prints the run's time
+against the sum of the single grades (docs/grading.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from grade import calibration
+from grade import stages as S
+from grade.classroom import LABEL
+from instrument.copies import LABEL as COPY_LABEL
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "submissions"
+HOSTILE_STAGES = ["hello", "zombie", "keep-alive", "framing"]
+# stack servers as a student would hand them in: a Dockerfile on the image
+STACK = {"waitpid": "part3-waitpid", "evloop": "part4-evloop-wsgi"}
+
+
+def make_class(folder: Path) -> Path:
+    for name in sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()):
+        shutil.copytree(FIXTURES / name, folder / name)
+    shutil.copytree(ROOT / "services" / "yours", folder / "starter")
+    for name, service in STACK.items():
+        (folder / name).mkdir()
+        (folder / name / "Dockerfile").write_text(f"FROM lsbaws/{service}:dev\n")
+    return folder
+
+
+def grade_class(folder: Path, out: Path, *args: str, timeout: float = 600):
+    return subprocess.run([sys.executable, "-m", "grade", "--class", str(folder), "--out",
+                           str(out), *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT)
+
+
+def left_behind(engine) -> list[str]:
+    api = engine.client.api
+    mine = api.containers(all=True, filters={"label": f"{COPY_LABEL}={socket.gethostname()}"})
+    images = api.images(filters={"label": LABEL})
+    tags = [t for i in api.images() for t in (i.get("RepoTags") or [])
+            if t.startswith("lsbaws-class/")]
+    return [c["Names"][0] for c in mine] + [i["Id"][:19] for i in images] + tags
+
+
+def test_a_class_with_hostile_submissions_is_graded_and_nothing_is_left(engine, tmp_path):
+    folder, out = make_class(tmp_path / "class"), tmp_path / "out"
+    run = grade_class(folder, out, "--only", ",".join(HOSTILE_STAGES), "--at-once", "3")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "grade --class: grading killer" in run.stderr and "to go" in run.stderr
+    data = json.loads((out / "summary.json").read_text())
+    assert data["stages"] == HOSTILE_STAGES
+    by = {s["name"]: s for s in data["students"]}
+    assert sorted(by) == sorted(p.name for p in folder.iterdir())
+    report = json.dumps(data, indent=1)
+    wrong = []   # every broken expectation at once: one run shows them all
+
+    def expect(ok, what):
+        if not ok:
+            wrong.append(what)
+
+    for name, service in {**STACK, "starter": "yours"}.items():
+        row = calibration.BY_SERVICE[service]
+        expect(by[name]["error"] is None and by[name]["verdicts"] ==
+               {i: row.expect[i] for i in HOSTILE_STAGES}, f"{name}: as {service}'s row")
+    for name in by:
+        if by[name]["error"]:
+            expect("pass" not in by[name]["verdicts"].values(), f"{name}: error, no pass")
+    expect((by["broken"]["error"] or "").startswith("does not build")
+           and "webserver.py" in by["broken"]["error"], "broken: does not build, with its log")
+    expect("did not listen on 8888 within 30 s" in (by["silent"]["error"] or ""),
+           "silent: never listens")
+    # killer: its kill(-1) took the observer; what needed it is an error, not a verdict
+    expect(by["killer"]["verdicts"]["zombie"] == "error", "killer: zombie is an error")
+    expect(by["killer"]["verdicts"]["hello"] == "pass", "killer: hello seen on the wire")
+    expect(by["forkbomb"]["verdicts"]["hello"] == "fail", "forkbomb: hello fails")
+    expect(by["chatty"]["verdicts"]["hello"] == "pass", "chatty: serves")
+    for name in ("garbage", "spinner"):
+        expect("pass" not in by[name]["verdicts"].values(), f"{name}: no pass")
+    assert not wrong, "\n".join(wrong) + "\n" + report
+    junit = sorted(p.name for p in (out / "junit").iterdir())
+    assert junit == sorted(f"{n}.xml" for n in by)
+    md = (out / "summary.md").read_text()
+    assert all(f"| {n} |" in md for n in by)
+    assert (out / "index.html").read_text().count("<tr>") == len(by) + 1
+    assert not left_behind(engine), left_behind(engine)
+
+
+def test_the_forkbomb_failure_names_the_pids_limit(engine, tmp_path):
+    folder = tmp_path / "class"
+    shutil.copytree(FIXTURES / "forkbomb", folder / "forkbomb")
+    run = grade_class(folder, tmp_path / "out", "--only", "hello")
+    assert run.returncode == 0, run.stdout + run.stderr
+    got = json.loads((tmp_path / "out" / "summary.json").read_text())["students"][0]
+    assert got["verdicts"] == {"hello": "fail"}, got
+    junit = (tmp_path / "out" / "junit" / "forkbomb.xml").read_text()
+    assert "pids limit" in junit, junit
+    assert not left_behind(engine)
+
+
+@pytest.mark.skipif(not os.environ.get("LSBAWS_CLASS_FULL"),
+                    reason="the full class run takes minutes: LSBAWS_CLASS_FULL=1")
+def test_full_class_run_takes_under_60_percent_of_the_single_grades(engine, tmp_path):
+    folder, out = make_class(tmp_path / "class"), tmp_path / "out"
+    t0 = time.monotonic()
+    run = grade_class(folder, out, timeout=1800)
+    together = time.monotonic() - t0
+    assert run.returncode == 0, run.stdout + run.stderr
+    data = json.loads((out / "summary.json").read_text())
+    assert data["stages"] == S.IDS
+    alone = 0.0
+    for student in sorted(p.name for p in folder.iterdir()):
+        one = tmp_path / "alone" / student
+        shutil.copytree(folder / student, one / student)
+        t1 = time.monotonic()
+        grade_class(one, tmp_path / "alone-out" / student, "--at-once", "1", timeout=900)
+        alone += time.monotonic() - t1
+    by = {s["name"]: s for s in data["students"]}
+    for name, service in {**STACK, "starter": "yours"}.items():
+        assert by[name]["verdicts"] == calibration.BY_SERVICE[service].expect, name
+    print(f"\nclass run: {together:.0f} s for {len(by)} submissions; one at a time: "
+          f"{alone:.0f} s; {100 * together / alone:.0f}%")
+    assert together < 0.6 * alone
+    assert not left_behind(engine)
