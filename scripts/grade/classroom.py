@@ -60,12 +60,13 @@ def tag_for(run_id: str, name: str) -> str:
     return f"lsbaws-class/{safe[:60]}:{run_id}"
 
 
-def build(engine, student: Student, tag: str, run_id: str) -> str | None:
+def build(engine, student: Student, tag: str, run_id: str, owner: str = "") -> str | None:
     """Build the submission; None, or the error with its build log's last lines."""
     docker = engine.docker
     try:
         engine.client.images.build(path=str(student.path), tag=tag, rm=True, forcerm=True,
-                                   labels={LABEL: run_id}, pull=False, timeout=600)
+                                   labels={LABEL: run_id, f"{LABEL}.owner": owner},
+                                   pull=False, timeout=600)
         return None
     except docker.errors.BuildError as error:
         lines = [str(c.get("stream") or c.get("error") or "").strip() for c in error.build_log]
@@ -87,7 +88,7 @@ def grade_one(engine, copies, student: Student, tag: str, run_id: str, ids: list
 
     t0 = time.monotonic()
     try:
-        student.error = build(engine, student, tag, run_id)
+        student.error = build(engine, student, tag, run_id, copies.owner)
         if student.error:
             return
         config = engine.client.images.get(tag).attrs["Config"]
@@ -100,6 +101,25 @@ def grade_one(engine, copies, student: Student, tag: str, run_id: str, ids: list
             student.error = f"does not start: {error}"
     finally:
         student.seconds = round(time.monotonic() - t0, 1)
+
+
+def sweep_images(engine) -> None:
+    """Remove the images of class runs whose container is gone (killed runs)."""
+    try:
+        images = engine.client.images.list(filters={"label": LABEL})
+    except engine.docker.errors.APIError:
+        return
+    for image in images:
+        owner = (image.labels or {}).get(f"{LABEL}.owner", "")
+        try:
+            alive = bool(owner) and engine.client.containers.get(owner).status == "running"
+        except engine.docker.errors.APIError:
+            alive = False
+        if not alive:
+            try:
+                engine.client.images.remove(image.id, force=True)
+            except engine.docker.errors.APIError:
+                pass
 
 
 def remove_images(engine, run_id: str) -> int:
@@ -131,6 +151,7 @@ def grade_class(engine, folder: Path, out: Path, ids: list[str] | None = None,
     run_id = "run-" + uuid.uuid4().hex[:10]
     copies = Copies(engine)
     copies.sweep()
+    sweep_images(engine)
     slots = threading.Semaphore(at_once)
     lock = threading.Lock()
     state = {"done": 0, "grading": []}

@@ -113,6 +113,7 @@ def test_the_forkbomb_failure_names_the_pids_limit(engine, tmp_path):
     assert not left_behind(engine)
 
 
+@pytest.mark.timeout(3600)
 @pytest.mark.skipif(not os.environ.get("LSBAWS_CLASS_FULL"),
                     reason="the full class run takes minutes: LSBAWS_CLASS_FULL=1")
 def test_full_class_run_takes_under_60_percent_of_the_single_grades(engine, tmp_path):
