@@ -69,10 +69,18 @@ def test_a_module_scoped_fixture_keeps_its_tests_together(collected):
         assert len(groups) == 1 and None not in groups, (pair, groups)
 
 
-def test_twins_of_a_shared_service_do_not_meet(collected):
-    """gunicorn-wsgi is shared, but its twins take port 8899 of its container."""
+def test_twins_of_one_container_do_not_meet(collected):
+    """Twins take port 8899 of their service's container: one at a time."""
     groups = groups_of(collected, "test_wsgi_robustness.py::test_gunicorn_",
                        "test_wsgi_robustness.py::test_record_gunicorn")
+    assert len(groups) == 1 and None not in groups, groups
+
+
+def test_what_holds_gunicorns_workers_meets_what_needs_them(collected):
+    """The drip-fed head holds a sync worker of gunicorn-wsgi for 14 s; P3
+    needs both of them."""
+    groups = groups_of(collected, "test_slow_drip_fed_head_and_idle",
+                       "as_many_slow_clients_as_workers_hold_a_prefork_server[gunicorn-wsgi]")
     assert len(groups) == 1 and None not in groups, groups
 
 
