@@ -4,7 +4,7 @@
   docker compose run --rm lab run zombies-under-load
   docker compose run --rm lab watch part3-eintr    (Ctrl-C to stop)
   docker compose run --rm lab report               reports/index.html
-  docker compose run --rm lab readme-table         the table README embeds
+  docker compose run --rm lab readme-table         the table docs/lab.md embeds
 
 Exit status: 0 when what was seen agrees with the article, 1 when it does
 not (or when a chart could not be measured), 2 on bad input (an unknown

@@ -3,7 +3,7 @@
 Every run-time behaviour of the article is one Experiment: the compose
 service it uses, the load it sends, what it measures, what the article
 expects, and the rule that decides whether what was seen agrees. `lab list`,
-`lab run`, `lab report` and `lab readme-table` (the table README embeds) all
+`lab run`, `lab report` and `lab readme-table` (the table docs/lab.md embeds) all
 read EXPERIMENTS and CHARTS below; there is no second copy.
 
 Loads are bounded: a fixed number of clients, each with a deadline, aimed
@@ -25,7 +25,7 @@ TWIN_SLEEP = 2.0  # seconds: the short-sleep twins of 3b and 3c
 class Experiment:
     id: str
     step: str                    # the article's file, e.g. "3f" for webserver3f
-    claims: tuple[str, ...]      # ids of README's claims table (C1-C25)
+    claims: tuple[str, ...]      # ids of the claims table (docs/claims.md) (C1-C25)
     service: str                 # the compose service it restarts and loads
     title: str
     load: dict                   # kind + parameters, run by lab.runner
@@ -200,7 +200,7 @@ EXPERIMENTS: list[Experiment] = [
         expects="a production server (2 sync workers) to answer the same load without zombies.",
         rule={"name": "no_zombies"},
     ),
-    # ---- part 4, beyond the article (claims P3, P4 in README's part 4 section)
+    # ---- part 4, beyond the article (claims P3, P4 in docs/part4.md)
     Experiment(
         id="slow-clients",
         step="4b",

@@ -108,7 +108,7 @@ CASES = [
          what="closed short of its Content-Length: nothing to answer"),
 ]
 
-GUNICORN_SAYS = {  # what gunicorn 27 (sync) answers today: README's table, asserted
+GUNICORN_SAYS = {  # what gunicorn 27 (sync) answers today: docs/wsgicore.md's table, asserted
     "garbage-line": "400 Bad Request",
     "http-0.9-style": "400 Bad Request",
     "four-parts": "400 Bad Request",

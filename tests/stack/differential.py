@@ -22,7 +22,7 @@ its CSRF token (GET the form, POST it back with the cookie and the token:
 
 Where our servers differ from gunicorn on purpose, the case is in
 DIFFERS_BY_DESIGN: it asserts what ours must answer and prints what
-gunicorn answered. The list below is the README's.
+gunicorn answered. The list below is docs/wsgicore.md's.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from instrument import wire
 from instrument.engine import PORT
 from instrument.wire import chunked, parse_response, request
 
-# The differences that remain by design (README copies this list).
+# The differences that remain by design (docs/wsgicore.md copies this list).
 DIFFERENCES_BY_DESIGN = [
     "Repeated header fields are joined with ', ' (and Cookie fields with '; ', the "
     "separator cookie parsers split on); gunicorn joins with a bare ',', so two Cookie "

@@ -5,7 +5,7 @@ not here: their answers are a report, not a claim of ours).
 
 - ours (webserver2, webserver3h, and the part 4 servers) answer every valid
   case right and refuse every invalid one with a status the RFC allows;
-  the deliberate differences are what README says;
+  the deliberate differences are what docs/conformance.md says;
 - gunicorn answers as recorded (scripts/conformance/gunicorn-recorded.json,
   `python -m conformance --record-gunicorn`), so a change in gunicorn is
   noticed rather than silently moving the scores;
@@ -75,7 +75,7 @@ def test_gunicorn_answers_as_recorded(answers):
     changed = {name: f"was {recorded.get(name)!r}, now {label!r}"
                for name, label in now.items() if recorded.get(name) != label}
     assert changed == {}, "gunicorn answers differently: rerun with --record-gunicorn " \
-                          "if this is a new gunicorn, and update README's scores"
+                          "if this is a new gunicorn, and update docs/conformance.md's scores"
 
 
 # ---- the conformance findings: the same bytes to every server ------------------------------

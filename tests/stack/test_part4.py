@@ -278,7 +278,7 @@ def test_p5_applications_pass_wsgiref_validator(up, app, kind):
               WSGI_VALIDATE=1, ACCESS_LOG_BUFFER=0) as twin:
         for case in diff.CASES[app]:
             if app == "flask" and "chunked" in case.id:
-                # by design (README, HTTP conformance): a chunked body comes with
+                # by design (docs/conformance.md): a chunked body comes with
                 # wsgi.input_terminated, so Werkzeug reads wsgi.input with read()
                 # and no size, which wsgiref.validate refuses
                 continue

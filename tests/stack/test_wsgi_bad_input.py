@@ -10,7 +10,7 @@ client closed in the middle of its body), a close without an answer is
 the expected outcome.
 
 The same bytes go to gunicorn-wsgi too, and its answer must be what
-gunicorn 27 answers today (GUNICORN_SAYS below, README's table): a gunicorn
+gunicorn 27 answers today (GUNICORN_SAYS below, docs/wsgicore.md's table): a gunicorn
 that changes is noticed. The comparison table is printed at the end of the
 run (and written to reports/bad-input.md when that directory is writable).
 
@@ -78,7 +78,7 @@ def test_malformed_request_gets_4xx_and_the_next_one_is_answered(case, record):
     record(TABLE, case.id, f"{ours} | {theirs}", HEADER)
     assert theirs == GUNICORN_SAYS[case.id], (
         f"gunicorn-wsgi now answers {case.id} with {theirs!r}, not {GUNICORN_SAYS[case.id]!r}: "
-        "a new gunicorn? Update GUNICORN_SAYS and README's bad-input table")
+        "a new gunicorn? Update GUNICORN_SAYS and the bad-input table in docs/wsgicore.md")
 
 
 # ---------------------------------------------------------------- slow clients
@@ -115,7 +115,7 @@ def test_slow_drip_fed_head_and_idle_connection_are_timed_out(record):
         record(TABLE, case, f"{_timed(ours)} | {_timed(theirs)}", HEADER)
         assert theirs.summary() == SLOW_GUNICORN and theirs.timed_out, (
             f"gunicorn-wsgi now answers {case} with {theirs.summary()!r}: a new gunicorn? "
-            "Update README's bad-input table")
+            "Update the bad-input table in docs/wsgicore.md")
     for server in OURS:
         nxt = hello_ok(server)
         assert nxt.status == 200, f"{server}: after the slow clients: {nxt.summary()}"
