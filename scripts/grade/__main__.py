@@ -42,7 +42,7 @@ def parser() -> Parser:
     p.add_argument("--jobs", type=int, default=3, help="stages at once (default 3)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument("--readme", action="store_true",
-                   help="print README's stage table and calibration matrix")
+                   help="print the stage table and calibration matrix docs/grading.md embeds")
     p.add_argument("--calibrate", action="store_true",
                    help="grade the stack's servers and compare with grade/calibration.py "
                         "(the stages each row proves; --full: every stage)")

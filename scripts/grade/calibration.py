@@ -4,7 +4,7 @@ The article's steps are the calibration: each fails exactly the lessons it has
 not learned yet. `prove` is the part of each row the test suite runs
 (tests/stack/test_grade.py: the stages that tell that step's story, kept
 short so the suite stays under 10 minutes); `grade --calibrate` runs every
-stage of every row and compares. README's matrix is `grade --readme`.
+stage of every row and compares. docs/grading.md's matrix is `grade --readme`.
 
 A sleep the article sets to 60 s is lowered (env) where a stage needs the
 step's children or connections to end while it watches; the matrix says so.
@@ -41,7 +41,7 @@ ITERATIVE = _row(ARTICLE, concurrent=F, burst=F, zombie=S, sigchld=S, eagain=S)
 @dataclass(frozen=True)
 class Row:
     service: str
-    step: str                        # what README calls it
+    step: str                        # what docs/grading.md calls it
     expect: dict[str, str]           # every stage's verdict
     prove: tuple[str, ...]           # what the test suite runs
     env: dict[str, str] = field(default_factory=dict)
@@ -129,7 +129,7 @@ CELL = {P: "✓", F: "**✗**", S: "–"}
 
 
 def readme_matrix() -> str:
-    """The matrix README prints under "The article's servers, graded"."""
+    """The matrix docs/grading.md prints under "The article's servers, graded"."""
     head = "| server | " + " | ".join(f"`{SHORT[i]}`" for i in IDS) + " |"
     rows = [head, "|---|" + "---|" * len(IDS)]
     for r in ROWS:

@@ -1,4 +1,4 @@
-"""The grader's stages as data: the one place `grade --list`, README's table,
+"""The grader's stages as data: the one place `grade --list`, docs/grading.md's table,
 the checks and the tests read. Ids are part of the interface (CI reports name
 them); `lesson` is the article step, `teaches` the sentence printed with a
 failure, `fix` the file of the stack that shows the fix, `threshold` the
@@ -212,7 +212,7 @@ IDS = [s.id for s in STAGES]
 
 
 def readme_table() -> str:
-    """The table README's "Grade your own server" section shows."""
+    """The stage table docs/grading.md shows."""
     rows = ["| stage | lesson | what it checks | passes when | the fix to read |",
             "|---|---|---|---|---|"]
     for s in STAGES:
