@@ -238,7 +238,9 @@ class Service:
 
     def limit(self, pid: int, name: str) -> tuple[str, str]:
         """(soft, hard) of a limit in /proc/PID/limits, e.g. 'Max open files'."""
-        found = procs.limit_of(self.read(f"/proc/{pid}/limits") or "", name)
+        # an exec into a loaded engine can fail once: read again for a few seconds
+        found = poll(lambda: procs.limit_of(self.read(f"/proc/{pid}/limits") or "", name),
+                     5.0, 0.2)
         if not found:
             raise EngineError(f"{name!r} not in /proc/{pid}/limits of {self.name}", code=1)
         return found

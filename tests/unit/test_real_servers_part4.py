@@ -55,7 +55,8 @@ def one_answer(port, path="/hello"):
 def test_it_serves_with_workers_workers_and_one_arbiter(local_server, server):
     srv = start(local_server, server, WORKERS=3)
     assert "with 3 pre-forked " in srv.stdout()
-    assert f"Arbiter PID: {srv.pid}" in srv.stdout()
+    # the PID line is the arbiter's next print: it may land a moment after the first
+    wait_for(lambda: f"Arbiter PID: {srv.pid}" in srv.stdout(), 15, 0.05, "the arbiter's PID line")
     wait_for(lambda: len(workers(srv)) == 3, 15, 0.05, "three workers")
     for _ in range(5):
         response = one_answer(srv.port)
