@@ -72,7 +72,7 @@ class CpuMeter:
             return None
         try:
             svc = self.services.setdefault(service, self.engine.service(service))
-            code, out = svc.exec(["sh", "-c", CPU_READ])
+            code, out = svc.query(["sh", "-c", CPU_READ])
             return int(float(out.split()[0])) if code == 0 else None
         except Exception:
             return None

@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 
 from instrument import procs
-from instrument.engine import EngineError
+from instrument.engine import EngineError, again_if_lost
 
 LABEL = "lsbaws.copy"
 PORT = 8888
@@ -230,7 +230,7 @@ class Copy:
 
         def run():
             try:
-                got.append(self._observer().exec_run(cmd))
+                got.append(again_if_lost(lambda: self._observer().exec_run(cmd)))
             except self.copies.docker.errors.APIError:
                 pass
 

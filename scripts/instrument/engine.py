@@ -25,6 +25,7 @@ import re
 import shlex
 import socket
 import time
+import uuid
 from pathlib import Path
 
 from instrument import procs
@@ -33,6 +34,25 @@ from instrument.waiting import TimedOut, poll, wait_for
 SOCKET_PATH = os.environ.get("LSBAWS_DOCKER_SOCKET", "/var/run/docker.sock")
 PORT = 8888        # every server, inside the compose network
 TWIN_PORT = 8899   # a Twin, unless told otherwise
+
+
+def again_if_lost(run, tries: int = 4, prints_on_failure: bool = False):
+    """run() -> (exit code, output), once more (up to `tries` in all) while it
+    comes back with exit 0 and no output at all. This engine now and then
+    loses a short exec's output and still reports its exit code (docker-py
+    #2042, moby #27289; seen here with four test workers exec'ing at once:
+    `cat /proc/7/limits` and `date; kill` both came back empty). Only for
+    commands that read and always print something when they succeed: running
+    such a command again is harmless. A command that changes something runs
+    through `Service.once`. With `prints_on_failure`, a failure that printed
+    nothing counts as lost too (a program that always says why it failed)."""
+    code, out = run()
+    for attempt in range(1, tries):
+        if out or (code != 0 and not prints_on_failure):
+            break
+        time.sleep(0.05 * attempt)
+        code, out = run()
+    return code, out
 
 
 class EngineError(Exception):
@@ -178,8 +198,10 @@ class Service:
         return {k: v for k, _, v in pairs}
 
     def exec(self, cmd, user: str | None = None) -> tuple[int | None, str]:
-        """Run `cmd` inside the container: (exit code, output), or (None, "")
-        when it cannot run (the container is not running, out of processes)."""
+        """Run `cmd` inside the container once: (exit code, output), or
+        (None, "") when it cannot run (the container is not running, out of
+        processes). The output may be lost (see `again_if_lost`): a command
+        whose output matters runs through `query` or `once`."""
         try:
             kwargs = {"user": user} if user else {}
             code, out = self._on(lambda c: c.exec_run(cmd, **kwargs))
@@ -187,11 +209,32 @@ class Service:
             return None, ""
         return code, out.decode("utf-8", "replace")
 
+    def query(self, cmd, user: str | None = None,
+              prints_on_failure: bool = False) -> tuple[int | None, str]:
+        """exec of a command that only reads and prints something whenever
+        it succeeds (a /proc file, the probe): run again if its output is lost."""
+        return again_if_lost(lambda: self.exec(cmd, user), prints_on_failure=prints_on_failure)
+
     def must(self, cmd, user: str | None = None) -> str:
-        """exec that must succeed: its output, or EngineError."""
-        code, out = self.exec(cmd, user)
+        """query that must succeed: its output, or EngineError."""
+        code, out = self.query(cmd, user)
         if code != 0:
             raise EngineError(f"{cmd!r} in {self.name}: exit {code}: {out[-500:]}", code=1)
+        return out
+
+    def once(self, script: str, *args: str) -> str:
+        """A shell script that changes something (sends a signal), run exactly
+        once, that must succeed: its output. The script's output also goes to
+        a file in the container, read back if the engine loses the exec's."""
+        keep = f"/tmp/lsbaws-once-{uuid.uuid4().hex}"
+        code, out = self.exec(["sh", "-c", f"( {script}\n) > {keep} 2>&1; s=$?; cat {keep}; "
+                               "exit $s", "once", *args])
+        if code == 0 and not out:
+            out = self.query(["cat", keep])[1]
+        self.exec(["rm", "-f", keep])
+        if code != 0:
+            raise EngineError(f"{script.strip()[:200]!r} in {self.name}: exit {code}: "
+                              f"{out[-500:]}", code=1)
         return out
 
     def exec_detached(self, cmd) -> None:
@@ -200,7 +243,7 @@ class Service:
     def look(self, pid: int | None = None) -> procs.Look | None:
         """One exec (procs.PROBE): process table, TCP table, the server's
         descriptors and limits, the pids limit. None if it cannot run."""
-        code, out = self.exec(["sh", "-c", procs.PROBE, "probe", str(pid or "")])
+        code, out = self.query(["sh", "-c", procs.PROBE, "probe", str(pid or "")])
         return procs.parse_probe(out) if code == 0 else None
 
     def processes(self) -> list[procs.Proc]:
@@ -229,18 +272,16 @@ class Service:
         return procs.zombies(self.processes(), parent)
 
     def fds(self, pid: int) -> int | None:
-        code, out = self.exec(["ls", f"/proc/{pid}/fd"])
+        code, out = self.query(["ls", f"/proc/{pid}/fd"])
         return procs.fd_count(out) if code == 0 else None
 
     def read(self, path: str) -> str | None:
-        code, out = self.exec(["cat", path])
+        code, out = self.query(["cat", path])
         return out if code == 0 else None
 
     def limit(self, pid: int, name: str) -> tuple[str, str]:
         """(soft, hard) of a limit in /proc/PID/limits, e.g. 'Max open files'."""
-        # an exec into a loaded engine can fail once: read again for a few seconds
-        found = poll(lambda: procs.limit_of(self.read(f"/proc/{pid}/limits") or "", name),
-                     5.0, 0.2)
+        found = procs.limit_of(self.read(f"/proc/{pid}/limits") or "", name)
         if not found:
             raise EngineError(f"{name!r} not in /proc/{pid}/limits of {self.name}", code=1)
         return found
@@ -383,7 +424,7 @@ class Twin:
         return self.svc.read(self.logfile) or ""
 
     def alive(self) -> bool:
-        code, out = self.svc.exec(["ps", "-o", "stat=", "-p", str(self.pid)])
+        code, out = self.svc.query(["ps", "-o", "stat=", "-p", str(self.pid)])
         return code == 0 and bool(out.strip()) and not out.strip().startswith("Z")
 
     def exit_status(self) -> tuple[int, float] | None:
@@ -393,7 +434,7 @@ class Twin:
 
     def signal(self, sig: str = "TERM") -> float:
         """Send a signal; return the container's clock when it was sent."""
-        return float(self.svc.must(["sh", "-c", f"date +%s.%N; kill -{sig} {self.pid}"]).split()[0])
+        return float(self.svc.once(f"date +%s.%N; kill -{sig} {self.pid}").split()[0])
 
     def children(self) -> list[procs.Proc]:
         return self.svc.children(self.pid)
@@ -424,7 +465,7 @@ class Twin:
             # the pid file may name another twin than the one listening (two
             # starts on one port at once overwrite it): a listener whose
             # parent is a twin's shell for this port is a twin too
-            code, out = self.svc.exec(["python", "-c", procs.TWIN_LISTENERS, str(self.port)])
+            code, out = self.svc.query(["python", "-c", procs.TWIN_LISTENERS, str(self.port)])
             for leftover in (out.split() if code == 0 else []):
                 self._kill(int(leftover))
         if self.svc.listening(self.port):

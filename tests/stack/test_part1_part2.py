@@ -78,7 +78,7 @@ def test_c2_webserver1_ignores_the_request_line(up, garbage):
 
 def test_c3_webserver2_without_an_argument_says_what_it_needs(up):
     svc = up("part2-wsgi")
-    code, out = svc.exec(["python", "webserver2.py"])
+    code, out = svc.query(["python", "webserver2.py"], prints_on_failure=True)
     assert code != 0
     assert "Provide a WSGI application object as module:callable" in out
 
@@ -90,7 +90,8 @@ def test_c3_webserver2_without_an_argument_says_what_it_needs(up):
 ])
 def test_c3_webserver2_bad_argument_is_one_clear_line_and_exit_2(up, argument, words):
     svc = up("part2-wsgi")
-    code, out = svc.exec(["env", "PORT=8899", "python", "webserver2.py", argument])
+    code, out = svc.query(["env", "PORT=8899", "python", "webserver2.py", argument],
+                          prints_on_failure=True)
     assert code == 2, out
     lines = out.strip().splitlines()
     assert len(lines) == 1, out

@@ -68,7 +68,7 @@ def hello_ok(host: str, port: int) -> wire.Reply:
 
 
 def lowest_free_fd(twin: Twin, pid: int) -> int:
-    code, out = twin.svc.exec(["ls", f"/proc/{pid}/fd"])
+    code, out = twin.svc.query(["ls", f"/proc/{pid}/fd"])
     assert code == 0, out
     used = {int(x) for x in out.split()}
     return next(n for n in range(len(used) + 1) if n not in used)

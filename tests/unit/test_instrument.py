@@ -414,3 +414,44 @@ def test_twin_listeners_finds_a_twin_by_its_shell_not_by_the_pid_file(tmp_path):
 
 def child(tmp_path, port: int) -> int:
     return int((tmp_path / f"lsbaws-twin-{port}.pid").read_text())
+
+
+# ---------------------------------------------------------------- lost exec output
+
+def test_again_if_lost_runs_a_reader_again_only_while_its_output_is_empty():
+    from instrument.engine import again_if_lost
+    answers = iter([(0, ""), (0, ""), (0, "Max open files 1024 1024")])
+    assert again_if_lost(lambda: next(answers)) == (0, "Max open files 1024 1024")
+    calls = []
+    assert again_if_lost(lambda: calls.append(1) or (1, "")) == (1, "")
+    assert len(calls) == 1, "a silent failure is not lost output unless it always prints"
+    calls.clear()
+    assert again_if_lost(lambda: calls.append(1) or (2, ""), prints_on_failure=True) == (2, "")
+    assert len(calls) == 4
+    calls.clear()
+    assert again_if_lost(lambda: calls.append(1) or (0, "x")) == (0, "x") and len(calls) == 1
+
+
+def test_once_never_runs_a_change_twice_and_reads_its_output_back_when_lost():
+    from instrument.engine import EngineError, Service
+
+    class Lossy(Service):
+        def __init__(self, lose: bool, code: int = 0):
+            self.name, self.lose, self.code, self.calls = "part4-evloop", lose, code, []
+
+        def exec(self, cmd, user=None):
+            self.calls.append(cmd)
+            if cmd[:2] == ["sh", "-c"]:
+                return self.code, "" if self.lose else "1780000000.5\n"
+            if cmd[0] == "cat":
+                return 0, "1780000000.5\n"
+            return 0, ""
+
+    for lose in (False, True):
+        svc = Lossy(lose)
+        assert svc.once("date +%s.%N; kill -TERM 7") == "1780000000.5\n"
+        scripts = [c for c in svc.calls if c[:2] == ["sh", "-c"]]
+        assert len(scripts) == 1 and "kill -TERM 7" in scripts[0][2]
+        assert svc.calls[-1][:2] == ["rm", "-f"], "the kept output is removed"
+    with pytest.raises(EngineError, match="exit 1"):
+        Lossy(False, code=1).once("kill -TERM 7")
