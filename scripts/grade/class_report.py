@@ -37,6 +37,9 @@ def markdown(ids: list[str], students, seconds: float) -> str:
     errors = [s for s in students if s.error]
     if errors:
         rows += ["", "Not graded:"] + [f"- {s.name}: {s.error}" for s in errors]
+    noted = [s for s in students if s.notes]
+    if noted:
+        rows += ["", "Notes:"] + [f"- {s.name}: {n}" for s in noted for n in s.notes]
     return "\n".join(rows) + "\n"
 
 
@@ -61,8 +64,12 @@ def page(ids: list[str], students, seconds: float) -> str:
     rows = []
     for s in students:
         v = s.verdicts(ids)
-        rows.append(f"<tr><th>{html.escape(s.name)}</th>"
+        note = f' title="{html.escape(" ".join(s.notes))}"' if s.notes else ""
+        rows.append(f"<tr><th{note}>{html.escape(s.name)}{' *' if s.notes else ''}</th>"
                     + "".join(_cell(s, i, v[i]) for i in ids) + "</tr>")
+    noted = [f"<li>{html.escape(s.name)}: {html.escape(n)}</li>" for s in students
+             for n in s.notes]
+    notes = f"<p>* Notes:</p><ul>{''.join(noted)}</ul>\n" if noted else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>The class, graded</title>
 <style>
@@ -76,7 +83,8 @@ details p {{ max-width: 28em; font-size: small; }}
 <p>Open a cell for the evidence and the lesson. ✓ pass, ✗ fail, – skip, E error (not graded).</p>
 <table><tr><th>student</th>{head}</tr>
 {chr(10).join(rows)}
-</table></body></html>
+</table>
+{notes}</body></html>
 """
 
 

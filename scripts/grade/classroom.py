@@ -97,6 +97,7 @@ def grade_one(engine, copies, student: Student, tag: str, run_id: str, ids: list
         try:
             student.results = run(Ctx(target, copies), ids,
                                   Progress(student.name, 0, enabled=False), jobs)
+            student.notes = target.notes   # e.g. it ran under emulation (grade.emulation)
         except CopyError as error:
             student.error = f"does not start: {error}"
     finally:

@@ -74,6 +74,8 @@ def run(ctx: Ctx, ids: list[str], progress: Progress, jobs: int = JOBS) -> dict[
     finally:
         progress.finish("start")
         progress.done -= 1
+    if ctx.emulation:
+        ctx.target.notes.append(ctx.emulation.note())
     heavy = threading.Lock()
     slots = threading.Semaphore(jobs)
 
@@ -91,6 +93,9 @@ def run(ctx: Ctx, ids: list[str], progress: Progress, jobs: int = JOBS) -> dict[
         role = "basic" if stage_id in SHARED else stage_id   # hello runs on the first copy
         if result.verdict == "fail" and (full := ctx.at_pids_limit(role)):
             result.evidence += f" ({full})"
+        if ctx.emulation and result.verdict != "pass" and S.BY_ID[stage_id].timed:
+            # never a verdict changed: the report says plainly what was slow
+            result.evidence += f" ({ctx.emulation.statement(S.BY_ID[stage_id].threshold)})"
         if S.BY_ID[stage_id].watches and (lost := ctx.lost_view(role)):
             # never a verdict the grader did not see: what it read of the processes is void
             result = Result("error", f"{lost}; its own verdict ({result.verdict}: "

@@ -21,6 +21,9 @@ class Stage:
     wsgi: bool = False     # needs a WSGI target (one that takes APP)
     heavy: bool = False    # a load: runs alone (not beside another heavy stage)
     watches: bool = False  # reads the copy's processes (through its observer)
+    # a time limit can decide the verdict: a server under emulation (another
+    # CPU's image) that does not pass it is told so (grade.emulation)
+    timed: bool = True
 
 
 # Numbers the checks use, named once.
@@ -69,32 +72,32 @@ STAGES: list[Stage] = [
           "h11 reads the status line, the headers and the body framing without an error",
           "The response must be HTTP: a status line, CRLF-ended header lines, an empty line, "
           "then a body framed by Content-Length or by closing the connection.",
-          "services/part2/wsgicore/response.py"),
+          "services/part2/wsgicore/response.py", timed=False),
     Stage("wsgi-apps", "part 2",
           "the four apps (bare WSGI, Flask, Pyramid, Django) each answer their page",
           "each app's /hello answered 200 with its own body",
           "A WSGI server runs any framework's application through the same interface: "
           "application(environ, start_response).",
-          "services/part2/webserver2.py", wsgi=True),
+          "services/part2/webserver2.py", wsgi=True, timed=False),
     Stage("environ", "part 2",
           "the environ has PEP 3333's keys with the right types (an environ-reporting app)",
           "every required CGI and wsgi.* key present with its PEP 3333 type and value",
           "The environ is the contract: PEP 3333 lists the keys an application may rely on.",
-          "services/part2/wsgicore/environ.py", wsgi=True),
+          "services/part2/wsgicore/environ.py", wsgi=True, timed=False),
     Stage("body", "part 2",
           f"a {BODY_SIZE // 1024} KB POST body reaches the app whole "
           "(the article's recv(1024) loses it)",
           "wsgi.input yields exactly the bytes sent (length and SHA-256)",
           "One recv() returns what has arrived, not the request: read the head to its empty "
           "line, then exactly Content-Length bytes of body.",
-          "services/part2/wsgicore/readers.py", wsgi=True),
+          "services/part2/wsgicore/readers.py", wsgi=True, timed=False),
     Stage("parity", "part 2",
           f"{PARITY_MIN}+ requests answered as gunicorn answers them "
           "(status, content type, body)",
           "every answer equal to a gunicorn copy's serving the same app",
           "A WSGI server is interchangeable: the same application must answer the same way "
           "under any of them.",
-          "services/part2/webserver2.py", wsgi=True),
+          "services/part2/webserver2.py", wsgi=True, timed=False),
     Stage("concurrent", "3a-3c",
           "with one connection open and silent, a second connection's request is answered "
           f"within {CONCURRENT_WITHIN:g} s",
@@ -204,7 +207,7 @@ STAGES: list[Stage] = [
           f"exactly, nothing more within {FRAMING_LINGER:g} s",
           "On a persistent connection the framing is the only way to tell where one response "
           "ends: a byte too many is read as the start of the next answer.",
-          "services/part4/webserver4b.py"),
+          "services/part4/webserver4b.py", timed=False),
 ]
 
 BY_ID = {s.id: s for s in STAGES}

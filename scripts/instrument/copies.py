@@ -49,8 +49,11 @@ DEFAULT_OBSERVER = "lsbaws/tests:dev"
 # Runs in the observer (stdlib only). Prints one JSON line per sample: every
 # process of the shared PID namespace as its raw /proc/PID/stat line, which
 # of them hold the LISTEN socket of the port, the descriptor count of each
-# process that holds it (and of the pids asked for), and the namespace's last
-# allocated pid. argv: port, samples, interval, extra pids.
+# process that holds it (and of the pids asked for), the namespace's last
+# allocated pid, and for each holder its /proc/PID/exe and argv[0] (how it
+# runs: an emulator's name there shows a binary built for another CPU; the
+# holders are still found by the socket, never by a name). argv: port,
+# samples, interval, extra pids.
 OBSERVE = r"""
 import json, os, sys, time
 port, samples, interval = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
@@ -74,7 +77,7 @@ for i in range(samples):
     if i:
         time.sleep(interval)
     inodes = listen_inodes()
-    stat, holders, fds = {}, [], {}
+    stat, holders, fds, exe = {}, [], {}, {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
@@ -99,6 +102,16 @@ for i in range(samples):
                     break
         if held:
             holders.append(pid)
+            try:
+                path = os.readlink(f"/proc/{pid}/exe")
+            except OSError:
+                path = ""
+            try:
+                argv0 = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].decode(
+                    errors="replace")
+            except OSError:
+                argv0 = ""
+            exe[pid] = [path, argv0]
         if held or pid in extra:
             fds[pid] = len(names)
     try:
@@ -106,7 +119,8 @@ for i in range(samples):
     except (OSError, ValueError):
         last = None
     print(json.dumps({"t": time.time(), "listen": bool(inodes), "stat": stat,
-                      "holders": holders, "fds": fds, "last_pid": last, "me": me}), flush=True)
+                      "holders": holders, "fds": fds, "last_pid": last, "me": me,
+                      "exe": exe}), flush=True)
 """
 
 
@@ -125,6 +139,8 @@ class Look:
     fds: dict[int, int]              # descriptor counts (the server's among them)
     cminflt: dict[int, int]          # page faults of reaped children, per process
     last_pid: int | None             # the namespace's last pid (each exec takes several)
+    # the LISTEN holders' /proc/PID/exe and argv[0] (grade.emulation reads them)
+    exe: dict[int, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def server(self) -> procs.Proc | None:
@@ -173,7 +189,8 @@ def parse_sample(line: str) -> Look:
         kids = [p for p in table if p.ppid == 1 and not p.zombie]
         server = min(kids, key=lambda p: p.pid).pid if kids else None
     return Look(data["t"], data["listen"], table, server,
-                {int(k): v for k, v in data["fds"].items()}, cminflt, data.get("last_pid"))
+                {int(k): v for k, v in data["fds"].items()}, cminflt, data.get("last_pid"),
+                {int(k): (v[0], v[1]) for k, v in (data.get("exe") or {}).items()})
 
 
 @dataclass

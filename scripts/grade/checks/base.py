@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from instrument import wire
 from instrument.copies import Copies, Copy
 
+from grade import emulation
 from grade import stages as S
 from grade.requests import HOST
 from grade.target import Target, grader_files
@@ -57,6 +58,8 @@ class Ctx:
         self._made: list[Copy] = []   # this grade's copies (others may share `copies`)
         self._pids: dict[str, int] = {}  # each copy's pids limit
         self._lock = threading.Lock()
+        # set when a copy's server runs under emulation (another CPU's binary)
+        self.emulation: emulation.Emulation | None = None
 
     def copy(self, role: str, app: str | None = None, nofile: int | None = None,
              pids: int | None = 512, image: str | None = None, wait: bool = True) -> Copy:
@@ -70,7 +73,9 @@ class Ctx:
             self._made.append(copy)
             self._pids[copy.name] = pids or 0
         if wait:
-            copy.wait_listening(S.LISTEN_TIMEOUT)
+            look = copy.wait_listening(S.LISTEN_TIMEOUT)
+            if self.emulation is None:
+                self.emulation = emulation.of_look(look)
         return copy
 
     def lost_view(self, stage: str) -> str:
