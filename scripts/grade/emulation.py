@@ -12,8 +12,9 @@ sample carries both) to tell how it runs:
     /proc/7/exe      /usr/bin/qemu-aarch64-static
     /proc/7/cmdline  /usr/libexec/qemu-binfmt/aarch64-binfmt-P /usr/bin/python3 python3 ...
 
-A time-decided stage that does not pass then says so in its evidence; the
-verdict itself stays what the check saw (docs/grading.md).
+A stage that a time limit may decide and that does not pass then says so in
+its evidence (the check does not tell which limit decided, so the words say
+"where"); the verdict itself stays what the check saw (docs/grading.md).
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ class Emulation:
 
     def statement(self, limits: str) -> str:
         """What a time-decided stage that did not pass adds to its evidence."""
-        return (f"ran under emulation ({self.emulator}, {self.guest} on {self.host}): this "
-                f"stage's time limits ({limits}) are a native machine's; rebuild the image for "
-                f"{self.host} to see the server's own speed")
+        return (f"ran under emulation ({self.emulator}, {self.guest} on {self.host}), several "
+                f"times slower than natively: where a time limit decided this, it is a native "
+                f"machine's ({limits}); built for {self.host}, the server shows its own speed")
 
 
 def _name(path: str) -> str:
