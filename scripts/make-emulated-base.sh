@@ -130,6 +130,7 @@ if [[ $arch != arm64 ]]; then
   arch=$(docker image inspect -f '{{.Architecture}}' "$IMAGE")
 fi
 [[ $arch == arm64 ]] || die "$IMAGE says Architecture $arch, not arm64"
-got=$(docker run --rm "$IMAGE" python3 -c 'import platform; print(platform.machine())' 2>&1) \
-  || die "$IMAGE does not run here: $got"
+got=$(docker run --rm --platform linux/arm64 "$IMAGE" \
+  python3 -c 'import platform; print(platform.machine())' 2>"$tmp/err") \
+  || die "$IMAGE does not run here: $(tail -n 1 "$tmp/err")"
 step "$IMAGE built in $((SECONDS - start)) s; python3 in it says machine=$got (emulated)"
