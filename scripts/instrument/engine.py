@@ -36,7 +36,7 @@ PORT = 8888        # every server, inside the compose network
 TWIN_PORT = 8899   # a Twin, unless told otherwise
 
 
-def again_if_lost(run, tries: int = 4, prints_on_failure: bool = False):
+def again_if_lost(run, tries: int = 6, prints_on_failure: bool = False, complete=bool):
     """run() -> (exit code, output), once more (up to `tries` in all) while it
     comes back with exit 0 and no output at all. This engine now and then
     loses a short exec's output and still reports its exit code (docker-py
@@ -45,12 +45,14 @@ def again_if_lost(run, tries: int = 4, prints_on_failure: bool = False):
     commands that read and always print something when they succeed: running
     such a command again is harmless. A command that changes something runs
     through `Service.once`. With `prints_on_failure`, a failure that printed
-    nothing counts as lost too (a program that always says why it failed)."""
+    nothing counts as lost too (a program that always says why it failed).
+    `complete(out)` says whether the output came whole (the probe ends with a
+    marker: a cut-short table would otherwise read as "no server process")."""
     code, out = run()
     for attempt in range(1, tries):
-        if out or (code != 0 and not prints_on_failure):
+        if complete(out) or (code != 0 and not (prints_on_failure and not out)):
             break
-        time.sleep(0.05 * attempt)
+        time.sleep(0.1 * attempt)
         code, out = run()
     return code, out
 
@@ -210,10 +212,11 @@ class Service:
         return code, out.decode("utf-8", "replace")
 
     def query(self, cmd, user: str | None = None,
-              prints_on_failure: bool = False) -> tuple[int | None, str]:
+              prints_on_failure: bool = False, complete=bool) -> tuple[int | None, str]:
         """exec of a command that only reads and prints something whenever
         it succeeds (a /proc file, the probe): run again if its output is lost."""
-        return again_if_lost(lambda: self.exec(cmd, user), prints_on_failure=prints_on_failure)
+        return again_if_lost(lambda: self.exec(cmd, user), prints_on_failure=prints_on_failure,
+                             complete=complete)
 
     def must(self, cmd, user: str | None = None) -> str:
         """query that must succeed: its output, or EngineError."""
@@ -243,8 +246,9 @@ class Service:
     def look(self, pid: int | None = None) -> procs.Look | None:
         """One exec (procs.PROBE): process table, TCP table, the server's
         descriptors and limits, the pids limit. None if it cannot run."""
-        code, out = self.query(["sh", "-c", procs.PROBE, "probe", str(pid or "")])
-        return procs.parse_probe(out) if code == 0 else None
+        code, out = self.query(["sh", "-c", procs.PROBE, "probe", str(pid or "")],
+                               complete=procs.probe_complete)
+        return procs.parse_probe(out) if code == 0 and procs.probe_complete(out) else None
 
     def processes(self) -> list[procs.Proc]:
         look = self.look()
@@ -254,8 +258,10 @@ class Service:
         look = self.look()
         return look.server if look else None
 
-    def server_pid(self) -> int:
-        server = self.server()
+    def server_pid(self, within: float = 5.0) -> int:
+        """The server's PID, looked for again for up to `within` seconds (a
+        probe can fail once on a loaded engine; a restarting server is back)."""
+        server = poll(self.server, within, 0.25)
         if server is None:
             raise EngineError(f"no server process (python/gunicorn under PID 1) in {self.name}",
                               code=1)

@@ -41,8 +41,14 @@ echo "@@limits"
 [ -n "$p" ] && cat /proc/$p/limits
 echo "@@pids"
 cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max 2>/dev/null
-true
+echo "@@end"
 """
+
+
+def probe_complete(text: str) -> bool:
+    """PROBE's output came whole: it ends with its marker (the engine can
+    lose an exec's output, or the end of it)."""
+    return text.rstrip().endswith("@@end")
 
 STATE_NAMES = {
     "R": "running",
@@ -126,6 +132,8 @@ def parse_probe(text: str) -> Look:
             server_pid = int(value) if value.isdigit() else None
             name = "pid"
             sections[name] = []
+        elif line.strip() == "@@end":
+            break
         elif line.startswith("@@") and line[2:].strip() in ("tcp", "fd", "limits", "pids"):
             name = line[2:].strip()
             sections[name] = []

@@ -41,7 +41,7 @@ Max open files            256                  256                  files
 """
 
 PROBE_OUT = PS + "@@pid 7\n@@tcp\n" + TCP + "@@fd\n0\n1\n2\n3\n4\n@@limits\n" + LIMITS + \
-    "@@pids\n512\n"
+    "@@pids\n512\n@@end\n"
 
 EMFILE_LOG = """\
 Serving HTTP on port 8888 ...
@@ -427,9 +427,18 @@ def test_again_if_lost_runs_a_reader_again_only_while_its_output_is_empty():
     assert len(calls) == 1, "a silent failure is not lost output unless it always prints"
     calls.clear()
     assert again_if_lost(lambda: calls.append(1) or (2, ""), prints_on_failure=True) == (2, "")
-    assert len(calls) == 4
+    assert len(calls) == 6
     calls.clear()
     assert again_if_lost(lambda: calls.append(1) or (0, "x")) == (0, "x") and len(calls) == 1
+
+
+def test_a_probe_cut_short_is_read_again_and_never_taken_for_a_table_without_its_server():
+    from instrument.engine import again_if_lost
+    cut = PROBE_OUT[:len(PS) // 2]  # the engine gave the first half of the table only
+    assert not procs.probe_complete(cut) and procs.probe_complete(PROBE_OUT)
+    answers = iter([(0, cut), (0, PROBE_OUT)])
+    assert again_if_lost(lambda: next(answers), complete=procs.probe_complete) == (0, PROBE_OUT)
+    assert procs.parse_probe(PROBE_OUT).server_pid == 7
 
 
 def test_once_never_runs_a_change_twice_and_reads_its_output_back_when_lost():
