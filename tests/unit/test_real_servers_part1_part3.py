@@ -221,7 +221,7 @@ def test_c22_webserver3f_one_request_at_a_time_no_zombie_no_crash(local_server, 
 def test_c23_webserver3f_burst_leaves_zombies(local_server):
     web = local_server("part3/webserver3f.py")
     result = json.loads(
-        client3(web.port, "--max-clients", "64", "--burst", "--hold", "0.5", "--json").stdout
+        client3(web.port, "--max-clients", "64", "--burst", "--hold", "2", "--json").stdout
     )
     assert result["answered"] == 64
 
@@ -240,7 +240,7 @@ def test_c23_webserver3f_burst_leaves_zombies(local_server):
 def test_c24_webserver3g_burst_leaves_no_zombie(local_server, accept):
     web = local_server("part3/webserver3g.py", ACCEPT=accept)
     result = json.loads(
-        client3(web.port, "--max-clients", "64", "--burst", "--hold", "0.5", "--json").stdout
+        client3(web.port, "--max-clients", "64", "--burst", "--hold", "2", "--json").stdout
     )
     assert result["answered"] == 64
     wait_for(lambda: web.children() == [], 5, 0.05, "no child left")
