@@ -9,23 +9,24 @@ in about a third of the serial time. docs/testing.md tells the whole story.
 Tests that share a server and would disturb each other (a restart, a crash,
 a flood that exhausts its descriptors or processes, a twin on port 8899 of
 the same container, a load, a count of its children) must not run at the
-same time. Each test gets an xdist group here, from the tables below (the
-one place to change), and xdist runs a group's tests one after the other on
-one worker; different groups and ungrouped tests run side by side. No test
-file names a group. A test's group comes from:
+same time. The tables below (the one place to change; no test file names a
+group) say how:
 
-1. MODULE_GROUPS: its file (the grader's copies: every copy of a run is
-   labelled with the tests container's name, so two grade runs at once
-   would remove each other's copies);
-2. NAME_GROUPS: a name its code uses (`Copies`);
-3. SERVICE_GROUPS: the compose services it touches: a parameter that is a
+1. MODULE_GROUPS: its file (the lab's end-to-end run restarts 3d and 3f);
+   a file mapped to None touches no compose service: the grader's tests,
+   whose copies are each run's own containers (instrument.copies);
+2. SERVICE_GROUPS: the compose services it touches (a parameter that is a
    service name, else the names in its code, in the code of the helpers
-   and of the fixtures its module defines (string literals, module
-   constants, f-strings put together from its parameters);
+   and fixtures it uses: string literals, module constants, f-strings put
+   together from its parameters) -> an xdist group, run on one worker;
+3. LOCKED: the WSGI servers, asked by hundreds of tests, take a lock per
+   service at run time instead (tests/servicelocks.py): shared for the
+   READERS, which only ask, exclusive for any other test;
 4. TWIN_NAMES: a test that starts a twin (port 8899 in the service's
    container) on a service that is otherwise shared is grouped with the
    other twins of that service;
-5. tests that share a module-scoped fixture of their module stay together.
+5. tests that share a module-scoped fixture of their module stay together
+   (not the UP_ONLY_FIXTURES, which only start services).
 
 Groups that meet in one test are merged. A test with no group runs anywhere
 (the unit tests, part1, gunicorn-only tests).
@@ -48,6 +49,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import types
 from pathlib import Path
@@ -56,15 +58,14 @@ import pytest
 
 # ----------------------------------------------------------------- the tables
 
-# a test file (glob, from the repository root) -> its group, whatever it touches
+# a test file (glob, from the repository root) -> its group, whatever it
+# touches; None: it touches no compose service (it runs anywhere)
 MODULE_GROUPS = {
-    "tests/stack/test_grade*.py": "copies",
+    # the grader runs copies of the images, never the services; each run's
+    # copies carry an owner of their own (instrument.copies), so two grade
+    # runs at once leave each other alone
+    "tests/stack/test_grade*.py": None,
     "tests/stack/test_lab_e2e.py": "part3-zombies",   # 3d and 3f, restarted after
-}
-
-# a name the test's code (or its module's helpers and fixtures) uses -> group
-NAME_GROUPS = {
-    "Copies": "copies",
 }
 
 # a compose service (glob) -> the group of every test that touches it. A
@@ -79,17 +80,28 @@ SERVICE_GROUPS = {
     "part3-fork-leaky-nproc": "part3-nproc",           # EAGAIN from fork (C20)
     "part3-sigchld": "part3-sigchld",                  # one request kills it (C21)
     "part3-waitpid": "part3-waitpid",                  # a burst (C24)
-    # the WSGI servers: the iterative webserver2 is held by a drip-fed head
-    # for 10 s, children and descriptors are counted, twins share port 8899,
-    # workers are killed (P2) and held (P3), and the conformance run asks
-    # them all: one group
-    "part2-*": "wsgi",
-    "part3-wsgi-*": "wsgi",
-    "part4-*": "wsgi",
-    # gunicorn's two sync workers: the drip-fed head holds one for 14 s (it
-    # never times out a head), P3 holds both: with the WSGI group
-    "gunicorn-wsgi": "wsgi",
 }
+
+# the WSGI servers, asked by hundreds of tests: a lock per service at run
+# time instead of a group (tests/servicelocks.py). The iterative webserver2
+# is held by a drip-fed head for 10 s, children and descriptors are counted,
+# twins share port 8899, workers are killed (P2) and held (P3); gunicorn's
+# two sync workers: the drip-fed head holds one for 14 s, P3 holds both.
+LOCKED = ["part2-*", "part3-wsgi-*", "part4-*", "gunicorn-wsgi"]
+
+# tests that only ask a locked server (requests and answers: nothing held,
+# restarted, killed or counted, no twin): a shared lock, side by side. Any
+# other test on a locked server takes it alone.
+READERS = [
+    "tests/stack/test_wsgi_differential.py::test_same_answer_as_gunicorn[*",
+    "tests/stack/test_conformance.py::*",
+    "tests/stack/test_part1_part2.py::test_every_service_answers_hello_*",
+    "tests/stack/test_part2_environ.py::*",
+]
+
+# module-scoped fixtures that only make sure services are up (idempotent,
+# no state): they do not bind their module's tests together
+UP_ONLY_FIXTURES = {"servers_up", "frameworks_up"}
 
 # a test whose code uses one of these names starts a twin: the same server
 # again inside the service's container, on port 8899 (instrument.engine.Twin):
@@ -161,12 +173,21 @@ def _strings(func, module, seen) -> tuple[set[str], set[str]]:
             elif isinstance(value, (list, tuple, set, frozenset)):
                 strings.update(v for v in value if isinstance(v, str))
             elif (isinstance(value, types.FunctionType) and module
-                  and value.__module__ == module.__name__):
+                  and (value.__module__ == module.__name__ or _helper(value))):
                 more, more_names = _strings(value, module, seen)
                 strings.update(more)
                 names.update(more_names)
     walk(func.__code__)
     return strings, names
+
+
+def _helper(func) -> bool:
+    """A function of the suite's own helper modules (tests/stack/differential.py,
+    bad_input.py, ...): the services its code names count as the test's."""
+    module = sys.modules.get(func.__module__)
+    path = getattr(module, "__file__", None) or ""
+    return path.startswith(str(ROOT / "tests")) and not Path(path).name.startswith(
+        ("test_", "conftest"))
 
 
 def _composed(service: str, tokens: set[str], params: set[str]) -> bool:
@@ -218,7 +239,7 @@ def _local_fixtures(item, wide: list[str]) -> list:
             func = getattr(fixdef, "func", None)
             if module is not None and getattr(func, "__module__", None) == module.__name__:
                 out.append(func)
-                if fixdef.scope != "function":
+                if fixdef.scope != "function" and name not in UP_ONLY_FIXTURES:
                     wide.append(name)
     return out
 
@@ -242,12 +263,14 @@ def assign_groups(items) -> dict[str, str | None]:
     keys_of = {}
     for item in items:
         rel = _rel(item)
-        keys = {("group", g) for pat, g in MODULE_GROUPS.items() if fnmatch.fnmatch(rel, pat)}
-        if not keys and rel.startswith(STACK):
+        by_module = [g for pat, g in MODULE_GROUPS.items() if fnmatch.fnmatch(rel, pat)]
+        keys = {("group", g) for g in by_module if g}
+        if by_module and not keys:  # mapped to None: only its module's shared fixtures
+            keys |= {("fixture", rel, name) for name in touched(item, [])[2]}
+        elif not keys and rel.startswith(STACK):
             found, names, wide = touched(item, services)
-            keys |= {("group", g) for n, g in NAME_GROUPS.items() if n in names}
             mapped = {s: [g for pat, g in SERVICE_GROUPS.items() if fnmatch.fnmatch(s, pat)]
-                      for s in found}
+                      for s in found if not _locked(s)}
             keys |= {("group", g) for groups in mapped.values() for g in groups}
             if names & TWIN_NAMES:
                 keys |= {("group", f"twins-{s}") for s, groups in mapped.items() if not groups}
@@ -268,6 +291,28 @@ def assign_groups(items) -> dict[str, str | None]:
         return sorted(Path(k[1]).stem for k in members[root])[0]
     return {nodeid: (name(find(min(keys))) if keys else None)
             for nodeid, keys in keys_of.items()}
+
+
+def _locked(service: str) -> bool:
+    return any(fnmatch.fnmatch(service, pat) for pat in LOCKED)
+
+
+def assign_locks(items) -> dict[str, tuple[str, list[str]]]:
+    """nodeid -> (shared or exclusive, the locked services it touches)."""
+    from servicelocks import EXCLUSIVE, SHARED
+
+    services = _services()
+    locks = {}
+    for item in items:
+        rel = _rel(item)
+        if not rel.startswith(STACK) or any(g is None and fnmatch.fnmatch(rel, pat)
+                                            for pat, g in MODULE_GROUPS.items()):
+            continue
+        mine = sorted(s for s in touched(item, services)[0] if _locked(s))
+        if mine:
+            reader = any(fnmatch.fnmatchcase(item.nodeid, pat) for pat in READERS)
+            locks[item.nodeid] = (SHARED if reader else EXCLUSIVE, mine)
+    return locks
 
 
 def estimate(nodeid: str) -> float:
@@ -301,6 +346,9 @@ def pytest_collection_modifyitems(session, config, items):
 def _group_and_order(config, items):
     groups = assign_groups(items)
     config.stash[GROUPS] = groups
+    from servicelocks import LOCKS
+
+    config.stash[LOCKS] = assign_locks(items)
     folder = (getattr(config, "workerinput", None) or {}).get("lsbaws_groups")
     weight: dict = {}
     for item in items:

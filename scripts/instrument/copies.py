@@ -24,173 +24,64 @@ observer never connects to the server (a probe connection changes what a
 leaky server shows). The observer only reads raw /proc text; parsing is
 instrument.procs'.
 
-Every container made here carries the label `lsbaws.copy` with the id of the
-container that made it, so `sweep()` removes what an interrupted run left
-(whose maker is gone) and `Copies.remove_all()` what this run made.
+Every container made here carries the label `lsbaws.copy` with its run's
+owner, `CONTAINER.PID-TOKEN` (the container that made it, the process, a
+token of the run): `sweep()` removes what an interrupted run left (its
+container or its process is gone) and `Copies.remove_all()` what this run
+made, so several runs in one container (the suite's workers) never touch
+each other's copies. LSBAWS_COPY_OWNER names the owner (a test that runs
+`grade` as a command and looks for what it left).
 """
 
 from __future__ import annotations
 
 import io
-import json
+import os
 import socket
 import tarfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from instrument import procs
 from instrument.engine import EngineError, again_if_lost
+from instrument.observe import OBSERVE, Look, parse_sample  # noqa: F401 - the copies' view
 
 LABEL = "lsbaws.copy"
 PORT = 8888
 DEFAULT_OBSERVER = "lsbaws/tests:dev"
+WAIT_INTERVAL, WAIT_SLICE = 0.05, 3.0   # wait_listening: look every 0.05 s, 3 s an exec
 
-# Runs in the observer (stdlib only). Prints one JSON line per sample: every
-# process of the shared PID namespace as its raw /proc/PID/stat line, which
-# of them hold the LISTEN socket of the port, the descriptor count of each
-# process that holds it (and of the pids asked for), the namespace's last
-# allocated pid, and for each holder its /proc/PID/exe and argv[0] (how it
-# runs: an emulator's name there shows a binary built for another CPU; the
-# holders are still found by the socket, never by a name). argv: port,
-# samples, interval, extra pids.
-OBSERVE = r"""
-import json, os, sys, time
-port, samples, interval = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-extra = {int(p) for p in sys.argv[4:]}
-me = os.getpid()
 
-def listen_inodes():
-    found = set()
-    for name in ("tcp", "tcp6"):
-        try:
-            lines = open(f"/proc/1/net/{name}").read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            f = line.split()
-            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
-                found.add(f[9])
-    return found
+def new_owner() -> str:
+    """A run's owner: CONTAINER.PID-TOKEN (see the module's docstring)."""
+    return f"{socket.gethostname()}.{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
-for i in range(samples):
-    if i:
-        time.sleep(interval)
-    inodes = listen_inodes()
-    stat, holders, fds, exe = {}, [], {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        pid = int(entry)
+
+def owner_alive(client, owner: str) -> bool:
+    """Whether the run that owns a label is still going: its container runs
+    and, in this container, its process too (an owner without a readable
+    process is alive as long as its container is)."""
+    container, _, run = owner.partition(".")
+    if container == socket.gethostname():
+        pid = run.partition("-")[0]
+        if not pid.isdigit():
+            return True
         try:
-            stat[pid] = open(f"/proc/{pid}/stat").read()
-        except OSError:
-            continue
-        try:
-            names = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        held = False
-        if inodes:
-            for fd in names:
-                try:
-                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                except OSError:
-                    continue
-                if target.startswith("socket:[") and target[8:-1] in inodes:
-                    held = True
-                    break
-        if held:
-            holders.append(pid)
-            try:
-                path = os.readlink(f"/proc/{pid}/exe")
-            except OSError:
-                path = ""
-            try:
-                argv0 = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].decode(
-                    errors="replace")
-            except OSError:
-                argv0 = ""
-            exe[pid] = [path, argv0]
-        if held or pid in extra:
-            fds[pid] = len(names)
+            os.kill(int(pid), 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
     try:
-        last = int(open("/proc/sys/kernel/ns_last_pid").read())
-    except (OSError, ValueError):
-        last = None
-    print(json.dumps({"t": time.time(), "listen": bool(inodes), "stat": stat,
-                      "holders": holders, "fds": fds, "last_pid": last, "me": me,
-                      "exe": exe}), flush=True)
-"""
-
+        return bool(container) and client.containers.get(container).status == "running"
+    except Exception:  # noqa: BLE001 - the engine's NotFound/APIError: not running
+        return False
 
 class CopyError(EngineError):
     """A copy that cannot be made or does not come up (code 2: a set-up problem)."""
-
-
-@dataclass
-class Look:
-    """One sample of a copy, as the observer saw it."""
-
-    t: float
-    listening: bool
-    table: list[procs.Proc]          # the copy's processes (the observer's left out)
-    server_pid: int | None           # the topmost process holding the LISTEN socket
-    fds: dict[int, int]              # descriptor counts (the server's among them)
-    cminflt: dict[int, int]          # page faults of reaped children, per process
-    last_pid: int | None             # the namespace's last pid (each exec takes several)
-    # the LISTEN holders' /proc/PID/exe and argv[0] (grade.emulation reads them)
-    exe: dict[int, tuple[str, str]] = field(default_factory=dict)
-
-    @property
-    def server(self) -> procs.Proc | None:
-        return next((p for p in self.table if p.pid == self.server_pid), None)
-
-    @property
-    def server_fds(self) -> int | None:
-        return self.fds.get(self.server_pid) if self.server_pid else None
-
-    def children(self, pid: int | None = None) -> list[procs.Proc]:
-        pid = pid or self.server_pid
-        return procs.children(self.table, pid) if pid else []
-
-    def zombies(self, pid: int | None = None) -> list[procs.Proc]:
-        return [p for p in self.children(pid) if p.zombie]
-
-
-def parse_sample(line: str) -> Look:
-    data = json.loads(line)
-    me = data.get("me")
-    table, cminflt = [], {}
-    for pid, text in data["stat"].items():
-        try:
-            proc = procs.parse_stat(int(pid), text)
-        except (ValueError, IndexError):
-            continue
-        if proc.pid == me or (proc.ppid == 0 and proc.pid != 1):
-            continue  # the observer's own processes (their parent is outside)
-        table.append(proc)
-        fields = text[text.rindex(")") + 2:].split()
-        cminflt[proc.pid] = int(fields[8]) if len(fields) > 8 else 0
-    holders = set(data["holders"])
-    by_pid = {p.pid: p for p in table}
-
-    def ancestors(pid):
-        seen = set()
-        while pid in by_pid and pid not in seen:
-            seen.add(pid)
-            pid = by_pid[pid].ppid
-            yield pid
-
-    top = [h for h in holders if h in by_pid and not holders & set(ancestors(h))]
-    server = min(top) if top else None
-    if server is None and 1 in by_pid:
-        # not listening (yet, or any more): the init's first live child
-        kids = [p for p in table if p.ppid == 1 and not p.zombie]
-        server = min(kids, key=lambda p: p.pid).pid if kids else None
-    return Look(data["t"], data["listen"], table, server,
-                {int(k): v for k, v in data["fds"].items()}, cminflt, data.get("last_pid"),
-                {int(k): (v[0], v[1]) for k, v in (data.get("exe") or {}).items()})
 
 
 @dataclass
@@ -241,7 +132,7 @@ class Copy:
     def sample(self, samples: int, interval: float, extra_pids=()) -> list[Look]:
         if not self.running():
             return []
-        cmd = ["python3", "-c", OBSERVE, str(PORT), str(samples), str(interval),
+        cmd = ["python3", "-S", "-c", OBSERVE, str(PORT), str(samples), str(interval),
                *map(str, extra_pids)]
         got: list = []
 
@@ -253,14 +144,27 @@ class Copy:
 
         # An exec whose PID namespace dies under it (the copy crashed: its init
         # took every process of the namespace along) can hang for ever on this
-        # engine: wait for it in a thread, with a deadline.
+        # engine: wait for it in a thread, with a deadline, and give up on it
+        # as soon as the copy is seen gone.
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
-        worker.join(samples * interval + 15)
+        deadline = time.monotonic() + abs(samples) * interval + 15
+        while worker.is_alive() and time.monotonic() < deadline:
+            worker.join(0.5)
+            if worker.is_alive() and not self.running():
+                break
         if not got or got[0][0] != 0:
             return []
-        return [parse_sample(line) for line in got[0][1].decode().splitlines()
-                if line.startswith("{")]
+        looks = []
+        # OBSERVE prints ASCII JSON; a line the engine's stream mangled (seen
+        # once: a byte 0xb9 in the middle of a sample) is dropped, not guessed
+        for line in got[0][1].decode("utf-8", "replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    looks.append(parse_sample(line))
+                except (ValueError, KeyError, TypeError):
+                    continue
+        return looks
 
     def watch(self, interval: float = 0.1) -> Watch:
         """Sample in the background until `.stop()`: peaks and every child seen."""
@@ -268,17 +172,26 @@ class Copy:
 
     def wait_listening(self, timeout: float = 30) -> Look:
         """Wait until the server LISTENs on 8888, reading /proc only. CopyError
-        (with its last log lines) if it exits or does not listen in time."""
+        (with its last log lines) if it exits or does not listen in time. The
+        observer looks every WAIT_INTERVAL s inside one exec of up to
+        WAIT_SLICE s (an exec costs the engine ~0.1 s of CPU: polling by
+        exec would keep a core busy while copies start)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             state = self.state()
             if state.get("Status") not in ("running", "created"):
                 raise CopyError(f"{self.name} exited (status {state.get('ExitCode')}) before it "
                                 f"listened on {PORT}; its last log lines: {self.last_lines()}")
-            look = self.look() if state.get("Status") == "running" else None
+            if state.get("Status") != "running":
+                time.sleep(0.1)
+                continue
+            left = min(WAIT_SLICE, max(deadline - time.monotonic(), WAIT_INTERVAL))
+            looks = self.sample(-max(1, round(left / WAIT_INTERVAL)), WAIT_INTERVAL)
+            look = looks[-1] if looks else None
             if look and look.listening and look.server_pid:
                 return look
-            time.sleep(0.15)
+            if not looks:
+                time.sleep(0.15)
         raise CopyError(f"{self.name} did not listen on {PORT} within {timeout:g} s; its last "
                         f"log lines: {self.last_lines()}")
 
@@ -361,7 +274,7 @@ class Copies:
         self.engine = engine
         self.client = engine.client
         self.docker = engine.docker
-        self.owner = owner or socket.gethostname()
+        self.owner = owner or os.environ.get("LSBAWS_COPY_OWNER") or new_owner()
         me = self._me()
         self.network = self._network(me)
         self.observer_image = observer_image or (me.image.id if me else DEFAULT_OBSERVER)
@@ -392,7 +305,8 @@ class Copies:
                 raise CopyError("stopping: no new copies")
             self._n += 1
             n = self._n
-        name = f"lsbaws-copy-{self.owner[:12]}-{n}-{role}"[:63]
+        host, _, run = self.owner.partition(".")
+        name = f"lsbaws-copy-{host[:12]}-{run}-{n}-{role}"[:63]
         kwargs = dict(
             image=image, name=name, detach=True, init=True, network=self.network,
             environment=env or {}, labels={LABEL: self.owner, f"{LABEL}.role": role},
@@ -454,17 +368,14 @@ class Copies:
             self._remove(row["Id"])
 
     def sweep(self) -> int:
-        """Remove the copies whose maker (a grade run's container) is gone."""
-        removed = 0
+        """Remove the copies whose maker (a grade run: its container, its
+        process) is gone."""
+        removed, alive = 0, {self.owner: True}
         for row in self._labelled(LABEL):
             owner = (row.get("Labels") or {}).get(LABEL, "")
-            if owner == self.owner:
-                continue
-            try:
-                alive = self.client.containers.get(owner).status == "running"
-            except self.docker.errors.APIError:
-                alive = False
-            if not alive:
+            if owner not in alive:
+                alive[owner] = owner_alive(self.client, owner)
+            if not alive[owner]:
                 removed += self._remove(row["Id"])
         return removed
 

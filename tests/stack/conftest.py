@@ -18,7 +18,8 @@ in the container's /proc/net/tcp).
   the run and written to reports/TABLE.md, from every xdist worker.
 
 Which of these tests may run at the same time is tests/conftest.py's
-table (xdist groups by service and module).
+table (xdist groups by service and module, locks on the WSGI servers);
+`_service_locks` holds a test's locks while it runs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,19 @@ from pathlib import Path
 import pytest
 from instrument import servers
 from instrument.engine import Engine, EngineError
+from servicelocks import LOCKS, held
+
+
+@pytest.fixture(autouse=True)
+def _service_locks(request):
+    """The locks of the services this test touches (tests/servicelocks.py),
+    shared or exclusive, held while it runs."""
+    mode, services = request.config.stash.get(LOCKS, {}).get(request.node.nodeid, (None, []))
+    if not services:
+        yield
+        return
+    with held(mode, services):
+        yield
 
 
 def pytest_collection_modifyitems(items):
@@ -47,7 +61,23 @@ def engine() -> Engine:
     if missing := eng.missing(s.name for s in servers.article()):
         pytest.exit(f"services not created: {' '.join(missing)}; run "
                     "`docker compose run --rm tests`, which starts them", returncode=2)
+    _wait_listening(eng)
     return eng
+
+
+def _wait_listening(eng: Engine, timeout: float = 90) -> None:
+    """compose starts the servers without waiting for their healthchecks
+    (`service_started`: a check runs every 30 s), so wait here until every
+    running server LISTENs, by probe, a few at a time. One that does not is
+    left to the tests that need it (they say why)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from instrument.waiting import poll
+
+    ours = set(servers.names())
+    running = [n for n, c in eng.containers().items() if n in ours and c.status == "running"]
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda n: poll(eng.service(n).listening, timeout, 0.5), running))
 
 
 @pytest.fixture(scope="session")

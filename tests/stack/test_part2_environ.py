@@ -11,6 +11,7 @@ import json
 
 import pytest
 from instrument import wire
+from servicelocks import SHARED, held
 
 HOST = "part2-wsgi"
 
@@ -46,8 +47,9 @@ def _json_reply(data):
 @pytest.fixture(scope="module")
 def environ(up):
     up(HOST)
-    return _json_reply(_request("GET", "/environ?lesson=2&claim=9",
-                                ["X-Lsbaws-Probe: forty-two", "User-Agent: lsbaws-tests"]))
+    with held(SHARED, [HOST]):  # only asks (tests/servicelocks.py)
+        return _json_reply(_request("GET", "/environ?lesson=2&claim=9",
+                                    ["X-Lsbaws-Probe: forty-two", "User-Agent: lsbaws-tests"]))
 
 
 @pytest.mark.parametrize("key", sorted(WSGI_KEYS))

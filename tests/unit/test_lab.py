@@ -94,6 +94,21 @@ def test_no_zombies_needs_no_zombie_every_answer_and_a_live_server(obs, agrees):
     assert f"{obs['answered']} answered, {obs['zombies']} zombie" in v.observed
 
 
+@pytest.mark.parametrize("obs, agrees", [
+    ({"zombies": 0, "survived": True, "answered": 10}, True),
+    ({"zombies": 0, "survived": True, "answered": 128}, True),
+    ({"zombies": 0, "survived": True, "answered": 1}, False),
+    ({"zombies": 2, "survived": True, "answered": 10}, False),
+    ({"zombies": 0, "survived": False, "answered": 10, "crash": "x"}, False),
+])
+def test_gunicorn_27_lingers_on_each_close_so_held_clients_wait_but_no_zombie_is_left(obs, agrees):
+    v = judge("gunicorn", {"service": "gunicorn-wsgi", "clients": 128, **obs})
+    assert v.agrees is agrees
+    if obs["answered"] < 128:
+        assert f"other {128 - obs['answered']} were not answered within the hold" in v.observed
+        assert "lingered up to 2 s" in v.observed
+
+
 def test_zombies_left_by_a_reaper_are_explained_when_the_next_request_reaps_them():
     v = judge("no-zombies", {"service": "part3-waitpid", "clients": 16, "zombies": 2,
                              "survived": True, "answered": 16, "reaped_by_next": 2})

@@ -20,11 +20,14 @@ import pytest
 
 class Dump:
     def pytest_collection_finish(self, session):
+        from servicelocks import LOCKS
+        locks = session.config.stash.get(LOCKS, {})
         rows = []
         for item in session.items:
             marks = [m.args[0] for m in item.iter_markers("xdist_group")]
             rows.append([item.nodeid.split("@")[0], marks[0] if marks else None])
         print("GROUPS " + json.dumps(rows))
+        print("LOCKS " + json.dumps(locks))
 
 pytest.main(["tests", "--collect-only", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"],
             plugins=[Dump()])
@@ -32,12 +35,28 @@ pytest.main(["tests", "--collect-only", "-q", "-p", "no:randomly", "-p", "no:cac
 
 
 @pytest.fixture(scope="module")
-def collected() -> list[tuple[str, str | None]]:
+def dumped() -> dict[str, str]:
     done = subprocess.run([sys.executable, "-c", DUMP], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
-    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("GROUPS ")), None)
-    assert line, done.stdout[-3000:] + done.stderr[-3000:]
-    return [tuple(row) for row in json.loads(line[len("GROUPS "):])]
+    lines = {ln.split(" ", 1)[0]: ln.split(" ", 1)[1] for ln in done.stdout.splitlines()
+             if ln.startswith(("GROUPS ", "LOCKS "))}
+    assert len(lines) == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    return lines
+
+
+@pytest.fixture(scope="module")
+def collected(dumped) -> list[tuple[str, str | None]]:
+    return [tuple(row) for row in json.loads(dumped["GROUPS"])]
+
+
+@pytest.fixture(scope="module")
+def locks(dumped) -> dict[str, tuple[str, list[str]]]:
+    """nodeid -> (shared or exclusive, the locked services it touches)."""
+    return {nodeid: tuple(v) for nodeid, v in json.loads(dumped["LOCKS"]).items()}
+
+
+def locks_of(locks, *fragments: str) -> dict[str, tuple[str, list[str]]]:
+    return {n: v for n, v in locks.items() if any(f in n for f in fragments)}
 
 
 def groups_of(collected, *fragments: str, where: str = "tests/stack/") -> set:
@@ -45,10 +64,14 @@ def groups_of(collected, *fragments: str, where: str = "tests/stack/") -> set:
             if nodeid.startswith(where) and any(f in nodeid for f in fragments)}
 
 
-def test_the_graders_copies_are_one_group(collected):
-    """Every copy carries the tests container's name: two grade runs at once
-    would remove each other's copies."""
-    assert groups_of(collected, "tests/stack/test_grade") == {"copies"}
+def test_the_graders_tests_run_anywhere_but_keep_a_shared_fixture_together(collected):
+    """Every grade run's copies carry an owner of their own (process and
+    run), so the grader's tests need no group; the two tests on one chatty
+    copy (a module fixture) stay on one worker."""
+    calibration = groups_of(collected, "test_calibration_matrix", "test_grade_command_")
+    assert calibration == {None}, calibration
+    chatty = groups_of(collected, "test_grade_hostile.py")
+    assert len(chatty) == 1 and None not in chatty, chatty
 
 
 def test_what_crashes_or_fills_a_server_shares_a_group_with_everything_else_on_it(collected):
@@ -69,19 +92,35 @@ def test_a_module_scoped_fixture_keeps_its_tests_together(collected):
         assert len(groups) == 1 and None not in groups, (pair, groups)
 
 
-def test_twins_of_one_container_do_not_meet(collected):
-    """Twins take port 8899 of their service's container: one at a time."""
-    groups = groups_of(collected, "test_wsgi_robustness.py::test_gunicorn_",
-                       "test_wsgi_robustness.py::test_record_gunicorn")
-    assert len(groups) == 1 and None not in groups, groups
+def test_twins_of_one_container_do_not_meet(locks):
+    """Twins take port 8899 of their service's container: one at a time (an
+    exclusive lock on gunicorn-wsgi each)."""
+    twins = locks_of(locks, "test_wsgi_robustness.py::test_gunicorn_")
+    assert len(twins) >= 2 and all(mode == "exclusive" and "gunicorn-wsgi" in services
+                                   for mode, services in twins.values()), twins
 
 
-def test_what_holds_gunicorns_workers_meets_what_needs_them(collected):
+def test_what_holds_gunicorns_workers_never_runs_beside_what_needs_them(locks):
     """The drip-fed head holds a sync worker of gunicorn-wsgi for 14 s; P3
-    needs both of them."""
-    groups = groups_of(collected, "test_slow_drip_fed_head_and_idle",
-                       "as_many_slow_clients_as_workers_hold_a_prefork_server[gunicorn-wsgi]")
-    assert len(groups) == 1 and None not in groups, groups
+    needs both of them: each takes gunicorn-wsgi alone."""
+    both = locks_of(locks, "test_slow_drip_fed_head_and_idle",
+                    "as_many_slow_clients_as_workers_hold_a_prefork_server[gunicorn-wsgi]")
+    assert len(both) == 2 and all(mode == "exclusive" and "gunicorn-wsgi" in services
+                                  for mode, services in both.values()), both
+
+
+def test_only_the_readers_share_a_wsgi_server(locks):
+    """The differential and conformance requests only ask: shared. A test that
+    counts, holds, restarts or twins a WSGI server takes it alone."""
+    shared = {n for n, (mode, _) in locks.items() if mode == "shared"}
+    assert any("test_same_answer_as_gunicorn[" in n for n in shared)
+    assert any("test_conformance.py::test_ours_" in n for n in shared)
+    for alone in ("test_no_zombie_and_no_fd_leak_after_1000_requests", "test_p2_",
+                  "test_p3_", "test_emfile_in_accept", "test_slow_drip_fed_head",
+                  "test_application_passes_wsgiref_validator"):
+        found = locks_of(locks, alone)
+        assert found and all(mode == "exclusive" for mode, _ in found.values()), (alone, found)
+    assert not locks_of(locks, "tests/unit/", "tests/stack/test_grade")
 
 
 def test_independent_servers_run_side_by_side(collected):
@@ -115,6 +154,24 @@ def _mark(name):
 def test_by_param(name):
     _mark(f"param-{name}")
 
+def _alone(name):  # an exclusive lock on part2-wsgi: its interval, to compare
+    t0 = time.time()
+    time.sleep(0.4)
+    with open(os.path.join(os.environ["TOY_OUT"], name), "w") as f:
+        f.write(f"{t0} {time.time()}")
+
+def test_holds_webserver2_first():
+    service = "part2-wsgi"
+    _alone("alone-1-" + service)
+
+def test_holds_webserver2_second():
+    service = "part2-wsgi"
+    _alone("alone-2-" + service)
+
+def test_holds_webserver2_third():
+    service = "part2-wsgi"
+    _alone("alone-3-" + service)
+
 def test_sigchld_by_name():
     service = "part3-sigchld"
     _mark("name-" + service)
@@ -129,20 +186,25 @@ def test_a_group_really_runs_on_one_worker(tmp_path):
     """Under xdist itself (3 workers): the tests that name part3-sigchld ran on
     one worker, those of part3-fork on one worker, whatever the others did."""
     (tmp_path / "tests" / "stack").mkdir(parents=True)
-    (tmp_path / "tests" / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    for name in ("conftest.py", "servicelocks.py", "stack/conftest.py"):
+        (tmp_path / "tests" / name).write_text((ROOT / "tests" / name).read_text())
     (tmp_path / "tests" / "stack" / "test_toy.py").write_text(TOY)
     (tmp_path / "pytest.ini").write_text("[pytest]\ntestpaths = tests\n")
     out = tmp_path / "out"
     out.mkdir()
     env = {**__import__("os").environ, "TOY_OUT": str(out),
            "LSBAWS_COMPOSE": str(ROOT / "compose.yaml"),
-           "PYTHONPATH": str(ROOT / "scripts")}
+           "PYTHONPATH": str(ROOT / "scripts"), "LSBAWS_LOCKS": str(tmp_path)}
     done = subprocess.run([sys.executable, "-m", "pytest", "-n", "3", "--dist", "loadgroup",
                            "--no-loadscope-reorder", "-p", "no:randomly", "-p", "no:cacheprovider",
                            "-q"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "xdist groups" in done.stdout, done.stdout[-2000:]
-    worker = {p.name: p.read_text() for p in out.iterdir()}
+    alone = sorted(tuple(map(float, p.read_text().split())) for p in out.glob("alone-*"))
+    assert len(alone) == 3, alone
+    assert all(a[1] <= b[0] for a, b in zip(alone, alone[1:], strict=False)), \
+        f"two tests held webserver2 at once: {alone}"
+    worker = {p.name: p.read_text() for p in out.iterdir() if not p.name.startswith("alone-")}
     assert len(worker) == 6, worker
     assert worker["param-part3-sigchld"] == worker["name-part3-sigchld"], worker
     assert worker["param-part3-fork"] == worker["name-part3-fork"], worker
