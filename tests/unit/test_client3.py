@@ -71,7 +71,7 @@ def test_summary_line_counts_every_connection(waitpid_server):
 
 
 def test_json_summary(waitpid_server):
-    done = run(waitpid_server, "--max-clients", "5", "--max-conns", "2", "--hold", "0.3", "--json")
+    done = run(waitpid_server, "--max-clients", "5", "--max-conns", "2", "--hold", "2", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert set(result) == KEYS
