@@ -8,6 +8,8 @@ import subprocess
 
 from instrument import clients
 
+from . import targets
+
 PORT = 8888
 PATH = "/hello"
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
@@ -45,16 +47,16 @@ def parse_wrk(output: str) -> dict:
             "requests": int(total.group(1)) if total else None, "errors": errors}
 
 
-def wrk_command(host: str, load: str, args) -> list[str]:
+def wrk_command(host: str, load: str, args, port: int = PORT) -> list[str]:
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}",
            f"--timeout={args.timeout}", "--latency"]
     if load == "close":
         cmd += ["-H", "Connection: close"]
-    return cmd + [f"http://{host}:{PORT}{PATH}"]
+    return cmd + [f"http://{host}:{port}{PATH}"]
 
 
 def run_wrk(host: str, load: str, args) -> dict:
-    cmd = wrk_command(host, load, args)
+    cmd = wrk_command(host, load, args, targets.port(host, load))
     proc = subprocess.run(cmd, capture_output=True, text=True,
                           timeout=seconds(args.duration) + 30)
     if proc.returncode != 0:
@@ -66,7 +68,7 @@ def run_python(host: str, load: str, args) -> dict:
     """instrument.clients.answer_rate with --connections threads: one request
     per connection for `close`, up to 1,000 for keep-alive. A lower bound
     (the GIL makes the generator the bottleneck past ~1,500 req/s); no p99."""
-    got = clients.answer_rate(host, PORT, seconds=seconds(args.duration),
+    got = clients.answer_rate(host, targets.port(host, load), seconds=seconds(args.duration),
                               clients=args.connections,
                               per_connection=1 if load == "close" else 1000,
                               timeout=seconds(args.timeout))

@@ -40,3 +40,15 @@ def describe(service: str) -> tuple[str, str]:
 
 def services() -> list[str]:
     return list(_services())
+
+
+def port(service: str, load: str, default: int = 8888) -> int:
+    """The port a load goes to: 8888, or for keep-alive the service's
+    KEEPALIVE_PORT when compose.yaml gives one (uWSGI answers keep-alive on a
+    second socket of the same workers: see docker/Dockerfile's uwsgi stage)."""
+    if load != "keep-alive":
+        return default
+    env = (_services().get(service) or {}).get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.partition("=")[::2] for item in env)
+    return int(env.get("KEEPALIVE_PORT") or default)

@@ -197,8 +197,13 @@ EXPERIMENTS: list[Experiment] = [
         load={"kind": "burst", "clients": 128, "hold": 5, "nudge": True},
         load_text="client3 --max-clients 128 --burst --hold 5",
         measure="answers; zombie processes in the container (ps)",
-        expects="a production server (2 sync workers) to answer the same load without zombies.",
-        rule={"name": "no_zombies"},
+        expects="a production server (2 sync workers) to take the same load without zombies "
+                "and to survive it. Since the move from gunicorn 23 to 27 it does not answer "
+                "every client within the hold: a sync worker now closes gracefully (it shuts "
+                "down its side, then waits up to 2 s for the client to close, RFC 9112 section "
+                "9.6), and client3's clients keep their connections open for 5 s, so each "
+                "worker answers about one client per 2 s.",
+        rule={"name": "no_zombies", "lingering_close": 2.0, "workers": 2},
     ),
     # ---- part 4, beyond the article (claims P3, P4 in docs/part4.md)
     Experiment(

@@ -138,9 +138,19 @@ def no_zombies(obs: dict, rule: dict) -> tuple[bool, str]:
     z = obs.get("zombies", 0)
     n = obs.get("clients", 0)
     answered = obs.get("answered", 0)
-    ok = z == 0 and bool(obs.get("survived")) and answered == n
+    linger = rule.get("lingering_close")
+    if linger:
+        # a server that lingers on each close while the clients hold their
+        # connections: every worker answers at least once, the rest wait
+        answered_ok = rule["workers"] <= answered <= n
+    else:
+        answered_ok = answered == n
+    ok = z == 0 and bool(obs.get("survived")) and answered_ok
     text = (f"{obs['service']} after {n} concurrent clients: {answered} answered, "
             f"{_plural(z, 'zombie')} left; {_survival(obs)}")
+    if linger and answered < n:
+        text += (f". The other {n - answered} were not answered within the hold: each of the "
+                 f"{rule['workers']} workers lingered up to {linger:g} s on every close")
     if z and "reaped_by_next" in obs:
         reaped = obs["reaped_by_next"]
         text += (f". One more request reaped {reaped} of them: "
