@@ -1,7 +1,9 @@
 """Fixtures for the host tests: `local_server` starts a lesson server as a
 subprocess on 127.0.0.1 (instrument.local.LocalServer) and stops it, with
-its children, when the test ends."""
+its children, when the test ends; `unused_uid` lends a test the uid its
+servers run under when RLIMIT_NPROC must count them alone."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -31,3 +33,30 @@ def local_server(tmp_path):
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def unused_uid():
+    """instrument.local.UNUSED_UID, for this test alone. RLIMIT_NPROC counts
+    every process of a uid on the kernel, so two tests running servers as
+    that uid at once (two workers of the parallel run) take each other's
+    forks: the real EAGAIN came to the wrong test once. An exclusive lock
+    (tests/servicelocks.py), then no process of that uid left. Ask for it
+    before `local_server`, so that it is let go after the servers stop."""
+    from instrument.local import UNUSED_UID
+    from instrument.waiting import wait_for
+    from servicelocks import EXCLUSIVE, held
+
+    def busy():
+        return [p for p in os.listdir("/proc") if p.isdigit() and _owner(p) == UNUSED_UID]
+
+    with held(EXCLUSIVE, [f"uid-{UNUSED_UID}"]):
+        wait_for(lambda: not busy(), 15, 0.1, f"no process of uid {UNUSED_UID} left")
+        yield UNUSED_UID
+
+
+def _owner(pid: str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None

@@ -155,7 +155,7 @@ def test_c17_webserver3d_dies_of_emfile(local_server):
     assert "Traceback (most recent call last)" in web.stderr()
 
 
-def test_c20_webserver3d_dies_when_fork_fails_with_eagain(local_server):
+def test_c20_webserver3d_dies_when_fork_fails_with_eagain(unused_uid, local_server):
     # The article's `ulimit -u 400` scaled down to 20. RLIMIT_NPROC never
     # applies to root, so the server runs as an unused uid; zombies count.
     python, why = python_for(UNUSED_UID)

@@ -448,7 +448,8 @@ def test_fork_eagain_simulated_gives_503_and_the_server_keeps_serving(local_serv
     assert_503_then_recovery(srv, flag.touch, flag.unlink)
 
 
-def test_fork_eagain_from_the_kernel_gives_503_and_the_server_keeps_serving(local_server):
+def test_fork_eagain_from_the_kernel_gives_503_and_the_server_keeps_serving(unused_uid,
+                                                                           local_server):
     """RLIMIT_NPROC makes the kernel refuse fork() with EAGAIN, as `ulimit -u` does.
 
     It never applies to root (nor to CAP_SYS_RESOURCE). As root the server
