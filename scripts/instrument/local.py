@@ -143,3 +143,25 @@ def python_for(uid: int, code: str = "import sys; assert sys.version_info >= (3,
             return python, ""
         problems.append(f"{python}: {probe.stderr.decode(errors='replace').strip()[-80:]}")
     return None, "; ".join(problems)
+
+
+def listening(port: int) -> int | None:
+    """The accept queue of a LISTEN socket on `port` here (None: nothing listens)."""
+    return procs.listen_queue(Path("/proc/net/tcp").read_text(), port)
+
+
+def holds_a_listen_socket(pid: int, port: int) -> bool:
+    """Does process `pid` hold the LISTEN socket of `port` (by inode)?"""
+    inodes = {f"socket:[{row.inode}]" for row in procs.tcp_rows(
+        Path("/proc/net/tcp").read_text()) if row.local_port == port and row.listening}
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                return True
+        except OSError:
+            continue
+    return False

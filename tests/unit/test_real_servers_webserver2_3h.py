@@ -25,8 +25,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from instrument import procs, wire
-from instrument.local import UNUSED_UID, python_for
+from instrument import wire
+from instrument.local import UNUSED_UID, holds_a_listen_socket, listening, python_for
 from instrument.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,28 +53,6 @@ def read_all(sock, timeout=10.0) -> wire.Reply:
     reply = wire.exchange("127.0.0.1", 0, timeout=timeout, sock=sock, keep_open=True)
     assert reply.eof, f"the server did not close the connection in time: {reply.summary()}"
     return reply
-
-
-def listening(port):
-    """The accept queue of a LISTEN socket on `port` here (None: nothing listens)."""
-    return procs.listen_queue(Path("/proc/net/tcp").read_text(), port)
-
-
-def holds_a_listen_socket(pid: int, port: int) -> bool:
-    """Does process `pid` hold the LISTEN socket of `port` (by inode)?"""
-    inodes = {f"socket:[{row.inode}]" for row in procs.tcp_rows(
-        Path("/proc/net/tcp").read_text()) if row.local_port == port and row.listening}
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
-                return True
-        except OSError:
-            continue
-    return False
 
 
 def hello_works(port):
@@ -356,9 +334,10 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0_within_2_s(server
         server3h.proc.send_signal(signal.SIGTERM)
         wait_for(lambda: not listening(server3h.port), 2, 0.02,
                  "the server to stop listening (its LISTEN row gone from /proc/net/tcp)")
-        knock = wire.exchange("127.0.0.1", server3h.port, timeout=2)
-        # refused; or, in the parallel run, another test's server was given the
-        # freed port meanwhile: then it must not be this server's socket
+        knock = wire.exchange("127.0.0.1", server3h.port, timeout=0.5)
+        # refused; or the freed port was taken meanwhile (another test's server
+        # in the parallel run, or this connect's own source port: a TCP
+        # self-connect): then it must not be this server's socket
         assert knock.refused or not holds_a_listen_socket(server3h.pid, server3h.port), \
             knock.summary()
         sock.sendall(payload[10:])
