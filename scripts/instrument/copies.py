@@ -14,15 +14,21 @@ it before it starts (`put_archive`: no host path, no volume). It runs under
 an init, like every service of the stack, so the server's children stay its
 own and SIGTERM reaches it.
 
-What happens inside is read by an *observer*: a second container (the tests
-image, which has Python) that shares the copy's PID namespace
-(`pid_mode="container:<id>"`) and reads /proc: the process table with
-zombies (the engine's `top` hides them), the server's open descriptors, its
-LISTEN socket in /proc/PID/net/tcp. The copy's image needs nothing
-installed: a static binary in an empty image is watched the same way. The
-observer never connects to the server (a probe connection changes what a
-leaky server shows). The observer only reads raw /proc text; parsing is
-instrument.procs'.
+What happens inside is read by an *observer*: one container per run (the
+tests image, which has Python) in the engine's PID namespace, which enters a
+copy's PID namespace for each look (`nsenter`, then a /proc of that
+namespace mounted in a mount namespace of its own) and reads /proc: the
+process table with zombies (the engine's `top` hides them), the server's
+open descriptors, its LISTEN socket in /proc/PID/net/tcp. A sentinel
+(`sleep infinity`, entered the same way) lives in each copy's namespace: a
+copy that signals every process it can kills it, and the grader knows its
+view was shot at. The copy's image needs nothing installed: a static binary
+in an empty image is watched the same way. The observer never connects to
+the server (a probe connection changes what a leaky server shows). The
+observer only reads raw /proc text; parsing is instrument.observe's and
+instrument.procs'. An engine that refuses the observer its PID namespace or
+its capabilities gets the older way: an observer container per copy,
+sharing the copy's PID namespace (`pid_mode="container:<id>"`).
 
 Every container made here carries the label `lsbaws.copy` with its run's
 owner, `CONTAINER.PID-TOKEN` (the container that made it, the process, a
@@ -91,7 +97,8 @@ class Copy:
     image: str
     role: str
     container: object
-    observer: object | None = None
+    observer: object | None = None   # its own observer container (the older way)
+    sentinel: str | None = None      # the exec id of its sentinel (the run's observer)
     started: float = field(default_factory=time.monotonic)
 
     # ---------------------------------------------------------------- state
@@ -119,10 +126,40 @@ class Copy:
         return procs.crash_line(self.logs(400)) or self.last_lines(1)
 
     # ---------------------------------------------------------------- looking
-    def _observer(self):
+    def _looker(self, argv: list[str]) -> tuple[object, list[str], str | None]:
+        """Where a look runs, its command, and the hostname it must report: the
+        run's observer entering the copy's PID and UTS namespaces (its init's
+        pid read just now: a pid the engine reused after the copy ended would
+        show another hostname, and the look is dropped), else the copy's own
+        observer."""
+        shared = self.copies.observer()
+        pid = self.container.attrs["State"].get("Pid")
+        if shared is not None and pid:
+            return shared, [*self.copies.enter(pid, uts=True), "unshare", "--mount", "--mount-proc",
+                            *argv], self.container.attrs["Config"]["Hostname"]
         if self.observer is None:
-            self.observer = self.copies._start_observer(self)
-        return self.observer
+            self.observer = self.copies._start_own_observer(self)
+        return self.observer, argv, None
+
+    def view_lost(self) -> str:
+        """'' while the grader sees into the copy; else what became of its
+        view: the sentinel (or own observer) in its PID namespace ended."""
+        if self.sentinel:
+            try:
+                info = self.copies.client.api.exec_inspect(self.sentinel)
+            except self.copies.docker.errors.APIError:
+                return "its sentinel is gone"
+            return "" if info.get("Running") else f"exited, exit {info.get('ExitCode')}"
+        if self.observer is None:
+            return ""
+        try:
+            self.observer.reload()
+            state = self.observer.attrs["State"]
+        except Exception:  # noqa: BLE001 - removed under us: the view is gone too
+            state = {"Status": "removed", "ExitCode": None}
+        if state.get("Status") == "running":
+            return ""
+        return f"{state.get('Status')}, exit {state.get('ExitCode')}"
 
     def look(self, extra_pids=()) -> Look | None:
         """One sample; None when the copy (and so its PID namespace) is gone."""
@@ -132,13 +169,16 @@ class Copy:
     def sample(self, samples: int, interval: float, extra_pids=()) -> list[Look]:
         if not self.running():
             return []
-        cmd = ["python3", "-S", "-c", OBSERVE, str(PORT), str(samples), str(interval),
-               *map(str, extra_pids)]
+        argv = ["python3", "-S", "-c", OBSERVE, str(PORT), str(samples), str(interval),
+                *map(str, extra_pids)]
         got: list = []
+        node: list = []
 
         def run():
             try:
-                got.append(again_if_lost(lambda: self._observer().exec_run(cmd)))
+                observer, cmd, hostname = self._looker(argv)
+                node.append(hostname)
+                got.append(again_if_lost(lambda: observer.exec_run(cmd)))
             except self.copies.docker.errors.APIError:
                 pass
 
@@ -161,9 +201,12 @@ class Copy:
         for line in got[0][1].decode("utf-8", "replace").splitlines():
             if line.startswith("{"):
                 try:
-                    looks.append(parse_sample(line))
+                    look = parse_sample(line)
                 except (ValueError, KeyError, TypeError):
                     continue
+                if node and node[0] and look.node != node[0]:
+                    continue  # another namespace than the copy's (its pid reused)
+                looks.append(look)
         return looks
 
     def watch(self, interval: float = 0.1) -> Watch:
@@ -216,6 +259,7 @@ class Copy:
         return self.name
 
     def remove(self) -> None:
+        # the sentinel ends with the copy's PID namespace
         for c in (self.observer, self.container):
             if c is None:
                 continue
@@ -280,6 +324,8 @@ class Copies:
         self.observer_image = observer_image or (me.image.id if me else DEFAULT_OBSERVER)
         self._made: list[Copy] = []
         self._lock = threading.Lock()
+        self._observer = None
+        self._own_observers = False   # the engine refused the run's observer
         self._n = 0
         self.closed = False
 
@@ -341,12 +387,51 @@ class Copies:
         container.start()
         if observe:
             try:
-                copy.observer = self._start_observer(copy)
+                self._guard(copy)
             except self.docker.errors.APIError:
                 pass  # the copy exited at once: wait_listening says so, with its logs
         return copy
 
-    def _start_observer(self, copy: Copy):
+    def _guard(self, copy: Copy):
+        """Put the copy's sentinel in its PID namespace (or, the older way,
+        start its own observer there)."""
+        shared = self.observer()
+        if shared is None:
+            copy.observer = self._start_own_observer(copy)
+            return
+        copy.container.reload()
+        pid = copy.container.attrs["State"].get("Pid")
+        if pid:
+            made = self.client.api.exec_create(shared.id, [*self.enter(pid), "sleep", "infinity"])
+            self.client.api.exec_start(made["Id"], detach=True)
+            copy.sentinel = made["Id"]
+
+    @staticmethod
+    def enter(pid: int, uts: bool = False) -> list[str]:
+        """The command prefix that runs the rest in the PID (and UTS) namespace
+        of the engine's process `pid` (nsenter forks: the rest is inside)."""
+        return ["nsenter", "--target", str(pid), "--pid", *(["--uts"] if uts else []), "--"]
+
+    def observer(self):
+        """The run's observer, made at first use: in the engine's PID namespace
+        with the capabilities to enter a copy's namespaces and mount its /proc;
+        None if the engine refuses it (each copy then gets its own)."""
+        with self._lock:
+            if self._observer is None and not self._own_observers and not self.closed:
+                host, _, run = self.owner.partition(".")
+                try:
+                    self._observer = self.client.containers.run(
+                        self.observer_image, ["sleep", "infinity"], entrypoint=[], detach=True,
+                        name=f"lsbaws-copy-{host[:12]}-{run}-observer"[:63], pid_mode="host",
+                        network_mode="none", cap_add=["SYS_ADMIN", "SYS_PTRACE"],
+                        security_opt=["apparmor=unconfined"], user="0", working_dir="/",
+                        labels={LABEL: self.owner, f"{LABEL}.role": "observer"},
+                        mem_limit="512m", healthcheck={"test": ["NONE"]})
+                except self.docker.errors.APIError:
+                    self._own_observers = True
+            return self._observer
+
+    def _start_own_observer(self, copy: Copy):
         return self.client.containers.run(
             self.observer_image, ["sleep", "infinity"], entrypoint=[], detach=True,
             name=f"{copy.name}-observer"[:63], pid_mode=f"container:{copy.container.id}",
@@ -363,6 +448,11 @@ class Copies:
         self.closed = True
         for copy in list(self._made):
             copy.remove()
+        if self._observer is not None:
+            try:
+                self._observer.remove(force=True)
+            except self.docker.errors.APIError:
+                pass
         # anything labelled by this owner that a half-made copy left
         for row in self._labelled(f"{LABEL}={self.owner}"):
             self._remove(row["Id"])

@@ -22,18 +22,30 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import socket
 import time
 import uuid
 from pathlib import Path
 
 from instrument import procs
-from instrument.waiting import TimedOut, poll, wait_for
+from instrument.waiting import poll, wait_for
 
 SOCKET_PATH = os.environ.get("LSBAWS_DOCKER_SOCKET", "/var/run/docker.sock")
 PORT = 8888        # every server, inside the compose network
 TWIN_PORT = 8899   # a Twin, unless told otherwise
+AWAIT_SLICE = 3.0  # Service.await_listen: the longest one exec waits
+# Service.await_listen's exec: wait (looking every 0.05 s) until a LISTEN row
+# for the port is in /proc/net/tcp (exit 0) or one of the files is written
+# (exit 3); exit 1 after `ticks` looks. argv: port, ticks, files.
+AWAIT_LISTEN = r"""
+row=$(printf ':%04X 00000000:0000 0A' "$1"); ticks=$2; shift 2; i=0
+while [ "$i" -lt "$ticks" ]; do
+  grep -q "$row" /proc/net/tcp && exit 0
+  for f in "$@"; do [ -s "$f" ] && exit 3; done
+  sleep 0.05; i=$((i + 1))
+done
+exit 1
+"""
 
 
 def again_if_lost(run, tries: int = 6, prints_on_failure: bool = False, complete=bool):
@@ -312,6 +324,25 @@ class Service:
     def listening(self, port: int = PORT) -> bool:
         return self.listen_queue(port) is not None
 
+    def await_listen(self, port: int = PORT, timeout: float = 30, unless: str = "") -> bool:
+        """Wait until something in the container LISTENs on `port`, looking at
+        /proc/net/tcp every 0.05 s inside one exec of up to AWAIT_SLICE s (a
+        poll by exec costs the engine ~0.1 s of CPU each); False at the
+        deadline, or as soon as the file `unless` is written or the
+        container stops."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ticks = max(1, round(min(AWAIT_SLICE, deadline - time.monotonic()) / 0.05))
+            code, _ = self.exec(["sh", "-c", AWAIT_LISTEN, "await", str(port), str(ticks),
+                                 *([unless] if unless else [])])
+            if code == 0:
+                return True
+            if code == 3 or (code is None and not self.running()):
+                return False
+            if code is None:
+                time.sleep(0.1)
+        return self.listening(port)
+
     def socket_owners(self, client_ports, server_port: int = PORT) -> dict[int, list[int]]:
         """For each client port: the PIDs in the container that hold a descriptor
         of the server's side of that connection (from /proc/*/fd)."""
@@ -346,7 +377,9 @@ class Service:
                                   f"{state.get('ExitCode')}) instead of running: it did not "
                                   f"{why}; see `{self.engine.compose_command('logs', self.name)}`",
                                   code=1)
-            time.sleep(0.1)
+            # wait in one exec; listening but not yet seen ready: look again soon
+            if self.await_listen(PORT, max(0.05, min(AWAIT_SLICE, deadline - time.monotonic()))):
+                time.sleep(0.1)
         raise EngineError(f"{self.name} runs but its server did not LISTEN on {PORT} within "
                           f"{timeout:g} s: it did not {why}; see "
                           f"`{self.engine.compose_command('logs', self.name)}`", code=1)
@@ -366,7 +399,7 @@ class Service:
         if not self.running():
             self._on(lambda c: c.start())
             return self._wait_ready(timeout, "start")
-        if server := poll(self._ready, min(timeout, 20), 0.2):
+        if self.await_listen(PORT, min(timeout, 20)) and (server := poll(self._ready, 5, 0.2)):
             return server
         return self.restart(timeout)  # running but not listening: a twin's leftover, a hang
 
@@ -374,115 +407,6 @@ class Service:
         """Wait until the container has stopped; return its State."""
         return wait_for(lambda: (st := self.state())["Status"] == "exited" and st, timeout, 0.2,
                         f"{self.name} to exit")
-
-
-class Twin:
-    """The same server started again inside a service's container, on another
-    port with other settings (a short SLEEP, ACCEPT=python, WSGI_VALIDATE=1):
-
-        with Twin(svc, "webserver3b.py", SLEEP=2) as twin: ...
-
-    `argv` is a script (run with python) or a whole command line. The shell
-    that starts it records its pid, its output, and when it ends its exit
-    status and the container's clock, so a test can signal it, lower its
-    limits (prlimit) and read how it ended. Every file is named by the port,
-    /tmp/lsbaws-twin-PORT.{pid,log,status}: one twin per port and container.
-    A twin an interrupted run left on that port is killed first; anything
-    else listening there is an error. Killed on exit."""
-
-    def __init__(self, svc: Service, argv: str | list[str], port: int = TWIN_PORT,
-                 workdir: str | None = None, **env):
-        self.svc, self.port, self.workdir = svc, port, workdir
-        self.argv = ["python", argv] if isinstance(argv, str) else list(argv)
-        self.env = {**{k: str(v) for k, v in env.items()}, "PORT": str(port)}
-        base = f"/tmp/lsbaws-twin-{port}"
-        self.pidfile, self.logfile, self.statusfile = f"{base}.pid", f"{base}.log", f"{base}.status"
-        self.pid: int | None = None
-
-    def __repr__(self) -> str:
-        return f"Twin({self.svc.name}, {' '.join(self.argv)}, port {self.port}, {self.env})"
-
-    def start(self, timeout: float = 30) -> Twin:
-        self._kill_leftover()
-        self.svc.exec(["rm", "-f", self.pidfile, self.statusfile, self.logfile])
-        env = " ".join(shlex.quote(f"{k}={v}") for k, v in self.env.items())
-        cmd = " ".join(map(shlex.quote, self.argv))
-        cd = f"cd {shlex.quote(self.workdir)} && " if self.workdir else ""
-        f = {"pid": self.pidfile, "log": self.logfile, "status": self.statusfile}
-        self.svc.exec_detached(["sh", "-c", (
-            f"{cd}env {env} {cmd} > {f['log']} 2>&1 & "
-            f"echo $! > {f['pid']}; wait $!; "
-            f"echo \"$? $(date +%s.%N)\" > {f['status']}.tmp && mv {f['status']}.tmp {f['status']}")])
-        try:
-            wait_for(lambda: self.svc.listening(self.port) or self.exit_status(), timeout, 0.1,
-                     f"{self} to listen")
-        except TimedOut as error:
-            raise EngineError(f"{error}; its log: {self.log()[-500:]!r}", code=1) from None
-        if ended := self.exit_status():
-            raise EngineError(f"{self} exited with status {ended[0]} before it listened; its "
-                              f"log: {self.log()[-800:]!r}", code=1)
-        self.pid = int(wait_for(lambda: (self.svc.read(self.pidfile) or "").strip(), 5, 0.1,
-                                "the twin's pid file"))
-        return self
-
-    # -- looking at it
-    def log(self) -> str:
-        return self.svc.read(self.logfile) or ""
-
-    def alive(self) -> bool:
-        code, out = self.svc.query(["ps", "-o", "stat=", "-p", str(self.pid)])
-        return code == 0 and bool(out.strip()) and not out.strip().startswith("Z")
-
-    def exit_status(self) -> tuple[int, float] | None:
-        """(status, the container's clock when it ended), once it has ended."""
-        text = (self.svc.read(self.statusfile) or "").split()
-        return (int(text[0]), float(text[1])) if len(text) == 2 else None
-
-    def signal(self, sig: str = "TERM") -> float:
-        """Send a signal; return the container's clock when it was sent."""
-        return float(self.svc.once(f"date +%s.%N; kill -{sig} {self.pid}").split()[0])
-
-    def children(self) -> list[procs.Proc]:
-        return self.svc.children(self.pid)
-
-    def fds(self) -> int | None:
-        return self.svc.fds(self.pid)
-
-    # -- stopping it
-    def stop(self) -> None:
-        if self.pid and self.svc.running():
-            self._kill(self.pid)
-
-    def _kill(self, pid: int) -> None:
-        self.svc.exec(["kill", str(pid)])
-        if not poll(lambda: self.svc.exec(["kill", "-0", str(pid)])[0] != 0, 5, 0.1):
-            self.svc.exec(["kill", "-9", str(pid)])
-        # gunicorn's workers may outlive a killed arbiter for a moment
-        wait_for(lambda: not self.svc.listening(self.port), 15, 0.1,
-                 f"port {self.port} in {self.svc.name} to be free")
-
-    def _kill_leftover(self) -> None:
-        pid = (self.svc.read(self.pidfile) or "").strip()
-        if pid.isdigit():
-            cmdline = (self.svc.read(f"/proc/{pid}/cmdline") or "").replace("\0", " ")
-            if self.argv[-1] in cmdline:
-                self._kill(int(pid))
-        if self.svc.listening(self.port):
-            # the pid file may name another twin than the one listening (two
-            # starts on one port at once overwrite it): a listener whose
-            # parent is a twin's shell for this port is a twin too
-            code, out = self.svc.query(["python", "-c", procs.TWIN_LISTENERS, str(self.port)])
-            for leftover in (out.split() if code == 0 else []):
-                self._kill(int(leftover))
-        if self.svc.listening(self.port):
-            raise EngineError(f"port {self.port} in {self.svc.name} is taken by something "
-                              "that is not a twin", code=1)
-
-    def __enter__(self) -> Twin:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def docker_time(text: str) -> tuple[str, int]:

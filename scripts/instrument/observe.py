@@ -1,7 +1,8 @@
 """observe: what a copy's observer runs, and what its output means.
 
-The observer (instrument.copies) is a container sharing a copy's PID
-namespace; it runs OBSERVE (stdlib Python) by exec and prints JSON lines.
+The observer (instrument.copies) enters a copy's PID namespace (or, the
+older way, is a container sharing it); it runs OBSERVE (stdlib Python) there
+by exec and prints JSON lines.
 `parse_sample` turns one line into a Look: the copy's process table, the
 server (the topmost holder of the LISTEN socket), descriptor counts, the
 children's page faults, the namespace's last pid, how the server runs.
@@ -21,7 +22,8 @@ from instrument import procs
 # process that holds it (and of the pids asked for), the namespace's last
 # allocated pid, and for each holder its /proc/PID/exe and argv[0] (how it
 # runs: an emulator's name there shows a binary built for another CPU; the
-# holders are still found by the socket, never by a name). argv: port,
+# holders are still found by the socket, never by a name), and the hostname
+# it ran under (a look that entered the wrong namespaces is told). argv: port,
 # samples, interval, extra pids. Negative samples: up to that many, printing
 # only the first that shows the port held (or the last): a wait in one exec.
 OBSERVE = r"""
@@ -94,7 +96,7 @@ for i in range(samples):
         last = None
     print(json.dumps({"t": time.time(), "listen": bool(inodes), "stat": stat,
                       "holders": holders, "fds": fds, "last_pid": last, "me": me,
-                      "exe": exe}), flush=True)
+                      "exe": exe, "node": os.uname().nodename}), flush=True)
     if until and found:
         break
 """
@@ -113,6 +115,7 @@ class Look:
     last_pid: int | None             # the namespace's last pid (each exec takes several)
     # the LISTEN holders' /proc/PID/exe and argv[0] (grade.emulation reads them)
     exe: dict[int, tuple[str, str]] = field(default_factory=dict)
+    node: str = ""                   # the hostname where it ran (the copy's, entered)
 
     @property
     def server(self) -> procs.Proc | None:
@@ -162,4 +165,5 @@ def parse_sample(line: str) -> Look:
         server = min(kids, key=lambda p: p.pid).pid if kids else None
     return Look(data["t"], data["listen"], table, server,
                 {int(k): v for k, v in data["fds"].items()}, cminflt, data.get("last_pid"),
-                {int(k): (v[0], v[1]) for k, v in (data.get("exe") or {}).items()})
+                {int(k): (v[0], v[1]) for k, v in (data.get("exe") or {}).items()},
+                data.get("node", ""))

@@ -17,7 +17,8 @@ import subprocess
 import time
 
 from instrument import client3, procs, wire
-from instrument.engine import PORT, TWIN_PORT, Service, Twin
+from instrument.engine import PORT, TWIN_PORT, Service
+from instrument.twin import Twin
 from instrument.waiting import poll
 
 HELLO = b"Hello"

@@ -6,7 +6,8 @@ server's descriptors per connection held, answer times per client count.
 from __future__ import annotations
 
 from instrument import procs, wire
-from instrument.engine import PORT, TWIN_PORT, Service, Twin
+from instrument.engine import PORT, TWIN_PORT, Service
+from instrument.twin import Twin
 from instrument.waiting import poll
 
 from lab.experiments import BY_ID, Series

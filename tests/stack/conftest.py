@@ -68,16 +68,15 @@ def engine() -> Engine:
 def _wait_listening(eng: Engine, timeout: float = 90) -> None:
     """compose starts the servers without waiting for their healthchecks
     (`service_started`: a check runs every 30 s), so wait here until every
-    running server LISTENs, by probe, a few at a time. One that does not is
-    left to the tests that need it (they say why)."""
+    running server LISTENs, each waited for inside its container (one exec
+    every few seconds), a few at a time. One that does not is left to the
+    tests that need it (they say why)."""
     from concurrent.futures import ThreadPoolExecutor
-
-    from instrument.waiting import poll
 
     ours = set(servers.names())
     running = [n for n, c in eng.containers().items() if n in ours and c.status == "running"]
-    with ThreadPoolExecutor(6) as pool:
-        list(pool.map(lambda n: poll(eng.service(n).listening, timeout, 0.5), running))
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: eng.service(n).await_listen(timeout=timeout), running))
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,8 @@ import time
 
 import pytest
 from instrument import client3, clients, wire
-from instrument.engine import PORT, TWIN_PORT, Twin
+from instrument.engine import PORT, TWIN_PORT
+from instrument.twin import Twin
 from instrument.waiting import wait_for
 
 HELLO = b"Hello, World!"

@@ -24,7 +24,7 @@ import bad_input as bad
 import differential as diff
 import pytest
 from instrument import clients, wire
-from instrument.engine import Twin
+from instrument.twin import Twin
 from instrument.waiting import poll, wait_for
 from instrument.wire import parse_response
 

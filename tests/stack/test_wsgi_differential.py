@@ -23,7 +23,7 @@ from differential import (
     without_port,
 )
 from instrument import wire
-from instrument.engine import Twin
+from instrument.twin import Twin
 from instrument.waiting import poll
 from instrument.wire import request
 

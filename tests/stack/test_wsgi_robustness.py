@@ -43,7 +43,8 @@ import threading
 import time
 
 from instrument import wire
-from instrument.engine import TWIN_PORT, Twin
+from instrument.engine import TWIN_PORT
+from instrument.twin import Twin
 from instrument.waiting import poll, wait_for
 from instrument.wire import request
 

@@ -84,18 +84,13 @@ class Ctx:
         with self._lock:
             mine = [c for c in self._made if c.role == stage or c.role.startswith(stage + ".")]
         for copy in mine:
-            observer = copy.observer
-            if observer is None or not copy.running():
-                continue  # the copy ended: its observer went with its namespace
-            try:
-                observer.reload()
-                state = observer.attrs["State"]
-            except Exception:  # noqa: BLE001 - removed under us: the view is gone too
-                state = {"Status": "removed", "ExitCode": None}
-            if state.get("Status") != "running":
+            if not copy.running():
+                continue  # the copy ended: its sentinel went with its namespace
+            lost = copy.view_lost()
+            if lost and copy.running():
                 return (f"the grader's observer in {copy.name}'s PID namespace was killed "
-                        f"({state.get('Status')}, exit {state.get('ExitCode')}) while the server "
-                        "ran on: something in the copy signals every process it can")
+                        f"({lost}) while the server ran on: something in the copy signals "
+                        "every process it can")
         return ""
 
     def at_pids_limit(self, stage: str) -> str:

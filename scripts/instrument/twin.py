@@ -1,0 +1,119 @@
+"""twin: the same server started again inside a service's container (its
+own port and settings), watched and stopped through the engine."""
+
+from __future__ import annotations
+
+import shlex
+
+from instrument import procs
+from instrument.engine import TWIN_PORT, EngineError, Service
+from instrument.waiting import poll, wait_for
+
+
+class Twin:
+    """The same server started again inside a service's container, on another
+    port with other settings (a short SLEEP, ACCEPT=python, WSGI_VALIDATE=1):
+
+        with Twin(svc, "webserver3b.py", SLEEP=2) as twin: ...
+
+    `argv` is a script (run with python) or a whole command line. The shell
+    that starts it records its pid, its output, and when it ends its exit
+    status and the container's clock, so a test can signal it, lower its
+    limits (prlimit) and read how it ended. Every file is named by the port,
+    /tmp/lsbaws-twin-PORT.{pid,log,status}: one twin per port and container.
+    A twin an interrupted run left on that port is killed first; anything
+    else listening there is an error. Killed on exit."""
+
+    def __init__(self, svc: Service, argv: str | list[str], port: int = TWIN_PORT,
+                 workdir: str | None = None, **env):
+        self.svc, self.port, self.workdir = svc, port, workdir
+        self.argv = ["python", argv] if isinstance(argv, str) else list(argv)
+        self.env = {**{k: str(v) for k, v in env.items()}, "PORT": str(port)}
+        base = f"/tmp/lsbaws-twin-{port}"
+        self.pidfile, self.logfile, self.statusfile = f"{base}.pid", f"{base}.log", f"{base}.status"
+        self.pid: int | None = None
+
+    def __repr__(self) -> str:
+        return f"Twin({self.svc.name}, {' '.join(self.argv)}, port {self.port}, {self.env})"
+
+    def start(self, timeout: float = 30) -> Twin:
+        self._kill_leftover()
+        self.svc.exec(["rm", "-f", self.pidfile, self.statusfile, self.logfile])
+        env = " ".join(shlex.quote(f"{k}={v}") for k, v in self.env.items())
+        cmd = " ".join(map(shlex.quote, self.argv))
+        cd = f"cd {shlex.quote(self.workdir)} && " if self.workdir else ""
+        f = {"pid": self.pidfile, "log": self.logfile, "status": self.statusfile}
+        self.svc.exec_detached(["sh", "-c", (
+            f"{cd}env {env} {cmd} > {f['log']} 2>&1 & "
+            f"echo $! > {f['pid']}; wait $!; "
+            f"echo \"$? $(date +%s.%N)\" > {f['status']}.tmp && mv {f['status']}.tmp {f['status']}")])
+        # one exec waits (a poll by exec costs the engine ~0.1 s of CPU each)
+        listens = self.svc.await_listen(self.port, timeout, unless=self.statusfile)
+        if ended := self.exit_status():
+            raise EngineError(f"{self} exited with status {ended[0]} before it listened; its "
+                              f"log: {self.log()[-800:]!r}", code=1)
+        if not listens:
+            raise EngineError(f"timed out after {timeout:g} s waiting for {self} to listen; its "
+                              f"log: {self.log()[-500:]!r}", code=1)
+        self.pid = int(wait_for(lambda: (self.svc.read(self.pidfile) or "").strip(), 5, 0.1,
+                                "the twin's pid file"))
+        return self
+
+    # -- looking at it
+    def log(self) -> str:
+        return self.svc.read(self.logfile) or ""
+
+    def alive(self) -> bool:
+        code, out = self.svc.query(["ps", "-o", "stat=", "-p", str(self.pid)])
+        return code == 0 and bool(out.strip()) and not out.strip().startswith("Z")
+
+    def exit_status(self) -> tuple[int, float] | None:
+        """(status, the container's clock when it ended), once it has ended."""
+        text = (self.svc.read(self.statusfile) or "").split()
+        return (int(text[0]), float(text[1])) if len(text) == 2 else None
+
+    def signal(self, sig: str = "TERM") -> float:
+        """Send a signal; return the container's clock when it was sent."""
+        return float(self.svc.once(f"date +%s.%N; kill -{sig} {self.pid}").split()[0])
+
+    def children(self) -> list[procs.Proc]:
+        return self.svc.children(self.pid)
+
+    def fds(self) -> int | None:
+        return self.svc.fds(self.pid)
+
+    # -- stopping it
+    def stop(self) -> None:
+        if self.pid and self.svc.running():
+            self._kill(self.pid)
+
+    def _kill(self, pid: int) -> None:
+        self.svc.exec(["kill", str(pid)])
+        if not poll(lambda: self.svc.exec(["kill", "-0", str(pid)])[0] != 0, 5, 0.1):
+            self.svc.exec(["kill", "-9", str(pid)])
+        # gunicorn's workers may outlive a killed arbiter for a moment
+        wait_for(lambda: not self.svc.listening(self.port), 15, 0.1,
+                 f"port {self.port} in {self.svc.name} to be free")
+
+    def _kill_leftover(self) -> None:
+        pid = (self.svc.read(self.pidfile) or "").strip()
+        if pid.isdigit():
+            cmdline = (self.svc.read(f"/proc/{pid}/cmdline") or "").replace("\0", " ")
+            if self.argv[-1] in cmdline:
+                self._kill(int(pid))
+        if self.svc.listening(self.port):
+            # the pid file may name another twin than the one listening (two
+            # starts on one port at once overwrite it): a listener whose
+            # parent is a twin's shell for this port is a twin too
+            code, out = self.svc.query(["python", "-c", procs.TWIN_LISTENERS, str(self.port)])
+            for leftover in (out.split() if code == 0 else []):
+                self._kill(int(leftover))
+        if self.svc.listening(self.port):
+            raise EngineError(f"port {self.port} in {self.svc.name} is taken by something "
+                              "that is not a twin", code=1)
+
+    def __enter__(self) -> Twin:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
