@@ -26,10 +26,12 @@ group) say how:
    container) on a service that is otherwise shared is grouped with the
    other twins of that service;
 5. tests that share a module-scoped fixture of their module stay together
-   (not the UP_ONLY_FIXTURES, which only start services).
+   (not the UP_ONLY_FIXTURES, which only start services), the unit tests'
+   too: a fixture made once (a local server, a collection of the suite)
+   rather than once on every worker.
 
 Groups that meet in one test are merged. A test with no group runs anywhere
-(the unit tests, part1, gunicorn-only tests).
+(most unit tests, part1, gunicorn-only tests).
 
 The groups are ordered longest first (SECONDS: estimates from a measured
 run), so the grader's calibration and the lab start at once and the short
@@ -112,6 +114,7 @@ TWIN_NAMES = {"Twin"}
 # longest first: a test's own line, else its module's seconds per test
 SECONDS = {
     "tests/stack/test_grade.py::test_calibration_matrix_tells_the_articles_story": 114,
+    "tests/stack/test_grade_class.py::test_a_class_with_hostile_*": 75,   # its class run
     "tests/stack/test_lab_e2e.py::test_lab_report_*": 27,
     "tests/stack/test_wsgi_bad_input.py::test_slow_drip_fed_head_*": 14,
     "tests/stack/test_part4.py::test_p5_drip_fed_head_*": 10,
@@ -265,7 +268,8 @@ def assign_groups(items) -> dict[str, str | None]:
         rel = _rel(item)
         by_module = [g for pat, g in MODULE_GROUPS.items() if fnmatch.fnmatch(rel, pat)]
         keys = {("group", g) for g in by_module if g}
-        if by_module and not keys:  # mapped to None: only its module's shared fixtures
+        if (by_module and not keys) or not rel.startswith(STACK):
+            # mapped to None, or a unit test: only its module's shared fixtures
             keys |= {("fixture", rel, name) for name in touched(item, [])[2]}
         elif not keys and rel.startswith(STACK):
             found, names, wide = touched(item, services)

@@ -99,6 +99,7 @@ class Copy:
     container: object
     observer: object | None = None   # its own observer container (the older way)
     sentinel: str | None = None      # the exec id of its sentinel (the run's observer)
+    watching: object | None = None   # the Watch running on it (instrument.watch)
     started: float = field(default_factory=time.monotonic)
 
     # ---------------------------------------------------------------- state
@@ -162,9 +163,36 @@ class Copy:
         return f"{state.get('Status')}, exit {state.get('ExitCode')}"
 
     def look(self, extra_pids=()) -> Look | None:
-        """One sample; None when the copy (and so its PID namespace) is gone."""
+        """One sample; None when the copy (and so its PID namespace) is gone.
+        While a watch runs, its first sample taken after this call."""
+        watch = self.watching
+        if watch is not None and not extra_pids:
+            if (found := watch.next_look(2 * watch.interval + 2)) is not None:
+                return found
         found = self.sample(1, 0.0, extra_pids)
         return found[0] if found else None
+
+    def stream(self, samples: int, interval: float, stop: threading.Event):
+        """Samples as the observer takes them, from one exec (instrument.watch),
+        until `samples` are taken, the exec ends or `stop` is set."""
+        if not self.running():
+            return
+        argv = ["python3", "-S", "-c", OBSERVE, str(PORT), str(samples), str(interval)]
+        try:
+            observer, cmd, hostname = self._looker(argv)
+            api = self.copies.client.api
+            chunks = api.exec_start(api.exec_create(observer.id, cmd)["Id"], stream=True)
+        except self.copies.docker.errors.APIError:
+            return
+        pending = b""
+        for chunk in chunks:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if (look := _parsed(line, hostname)) is not None:
+                    yield look
+            if stop.is_set():
+                return
 
     def sample(self, samples: int, interval: float, extra_pids=()) -> list[Look]:
         if not self.running():
@@ -195,22 +223,13 @@ class Copy:
                 break
         if not got or got[0][0] != 0:
             return []
-        looks = []
-        # OBSERVE prints ASCII JSON; a line the engine's stream mangled (seen
-        # once: a byte 0xb9 in the middle of a sample) is dropped, not guessed
-        for line in got[0][1].decode("utf-8", "replace").splitlines():
-            if line.startswith("{"):
-                try:
-                    look = parse_sample(line)
-                except (ValueError, KeyError, TypeError):
-                    continue
-                if node and node[0] and look.node != node[0]:
-                    continue  # another namespace than the copy's (its pid reused)
-                looks.append(look)
-        return looks
+        looks = (_parsed(line, node[0] if node else None) for line in got[0][1].split(b"\n"))
+        return [look for look in looks if look is not None]
 
-    def watch(self, interval: float = 0.1) -> Watch:
-        """Sample in the background until `.stop()`: peaks and every child seen."""
+    def watch(self, interval: float = 0.1):
+        """Sample in the background until `.stop()`: peaks and every child
+        seen (instrument.watch)."""
+        from instrument.watch import Watch
         return Watch(self, interval)
 
     def wait_listening(self, timeout: float = 30) -> Look:
@@ -268,47 +287,6 @@ class Copy:
             except self.copies.docker.errors.APIError:
                 pass
         self.copies._forget(self)
-
-
-class Watch:
-    """A background sampler of one copy (a thread driving one long observer exec
-    at a time): the peak of the server's descriptors and processes, and every
-    child of the server seen, with its last state."""
-
-    def __init__(self, copy: Copy, interval: float):
-        self.copy, self.interval = copy, interval
-        self.looks: list[Look] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            got = self.copy.sample(5, self.interval)
-            if not got:
-                if not self.copy.running():
-                    return
-                time.sleep(self.interval)
-            self.looks.extend(got)
-
-    def stop(self) -> Watch:
-        self._stop.set()
-        self._thread.join(15)
-        return self
-
-    def children_seen(self, server_pid: int, before=()) -> dict[int, str]:
-        seen: dict[int, str] = {}
-        for look in self.looks:
-            for p in procs.children(look.table, server_pid):
-                if p.pid not in before:
-                    seen[p.pid] = p.state
-        return seen
-
-    def peak_fds(self, server_pid: int) -> int:
-        return max((lk.fds.get(server_pid, 0) for lk in self.looks), default=0)
-
-    def peak_procs(self) -> int:
-        return max((len(lk.table) for lk in self.looks), default=0)
 
 
 class Copies:
@@ -483,6 +461,21 @@ class Copies:
             return 1
         except self.docker.errors.APIError:
             return 0
+
+
+def _parsed(line: bytes, hostname: str | None) -> Look | None:
+    """A sample line as a Look, or None: OBSERVE prints ASCII JSON; a line the
+    engine's stream mangled (seen once: a byte 0xb9 in the middle of a
+    sample) is dropped, not guessed, and so is a sample from another
+    namespace than the copy's (its init's pid reused by the engine)."""
+    text = line.decode("utf-8", "replace").strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        look = parse_sample(text)
+    except (ValueError, KeyError, TypeError):
+        return None
+    return None if hostname and look.node != hostname else look
 
 
 def _tar(files: dict[str, bytes]) -> bytes:

@@ -128,8 +128,17 @@ def test_independent_servers_run_side_by_side(collected):
     assert groups_of(collected, "tests/stack/test_grade") != groups_of(collected, "test_c17_")
 
 
-def test_unit_tests_run_anywhere(collected):
-    assert groups_of(collected, "", where="tests/unit/") == {None}
+def test_unit_tests_run_anywhere_unless_they_share_a_module_fixture(collected):
+    """A unit test runs anywhere; those that share a module-scoped fixture (a
+    local server, this module's collection of the suite) run on one worker,
+    so the fixture is made once, not once a worker."""
+    assert groups_of(collected, "test_core_request.py", "test_client3.py",
+                     where="tests/unit/") == {None}
+    shared = groups_of(collected, "test_parallel_groups.py::test_unit",
+                       "test_parallel_groups.py::test_twins", where="tests/unit/")
+    assert len(shared) == 1 and None not in shared, shared
+    assert groups_of(collected, "test_parallel_groups.py::test_a_group_really_runs",
+                     where="tests/unit/") == {None}  # no module fixture: anywhere
 
 
 def test_the_longest_tests_start_first(collected):
