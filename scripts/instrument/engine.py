@@ -34,6 +34,9 @@ SOCKET_PATH = os.environ.get("LSBAWS_DOCKER_SOCKET", "/var/run/docker.sock")
 PORT = 8888        # every server, inside the compose network
 TWIN_PORT = 8899   # a Twin, unless told otherwise
 AWAIT_SLICE = 3.0  # Service.await_listen: the longest one exec waits
+# Service.ensure_up: service -> (its container's StartedAt, its server) when
+# this process last saw it ready
+READY_SEEN: dict[str, tuple[str, procs.Proc]] = {}
 # Service.await_listen's exec: wait (looking every 0.05 s) until a LISTEN row
 # for the port is in /proc/net/tcp (exit 0) or one of the files is written
 # (exit 3); exit 1 after `ticks` looks. argv: port, ticks, files.
@@ -395,11 +398,20 @@ class Service:
 
     def ensure_up(self, timeout: float = 60) -> procs.Proc:
         """Up and listening: a stopped or exited container is started, one that
-        is still starting (Django takes a moment) is waited for. Returns the server."""
-        if not self.running():
+        is still starting (Django takes a moment) is waited for. Returns the
+        server. A server this process saw ready since its container last
+        started is taken as up without a probe: every service runs its server
+        under an init, so a server that ends ends its container."""
+        state = self.state()
+        if state.get("Status") != "running":
             self._on(lambda c: c.start())
             return self._wait_ready(timeout, "start")
-        if self.await_listen(PORT, min(timeout, 20)) and (server := poll(self._ready, 5, 0.2)):
+        seen = READY_SEEN.get(self.name)
+        if seen and seen[0] == state.get("StartedAt"):
+            return seen[1]
+        if server := self._ready() or (self.await_listen(PORT, min(timeout, 20))
+                                       and poll(self._ready, 5, 0.2)):
+            READY_SEEN[self.name] = (state.get("StartedAt"), server)
             return server
         return self.restart(timeout)  # running but not listening: a twin's leftover, a hang
 

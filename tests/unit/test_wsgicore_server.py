@@ -303,7 +303,9 @@ def test_a_drip_fed_head_times_out_with_408(server):
     started = time.monotonic()
     # pieces 0.25 s apart; the sending stops when the server answers or closes
     reply = wire.exchange(HOST, server.port, pieces, timeout=10.0, pause=0.25)
-    assert reply.eof and reply.status == 408
+    # closed after the 408: an EOF, or a reset when a byte still on its way
+    # reached the closed socket (seen on a loaded machine)
+    assert reply.closed and reply.status == 408, reply.summary()
     assert time.monotonic() - started < TIMEOUT + 2
     hello_works(server.port)
 
