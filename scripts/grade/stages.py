@@ -40,6 +40,7 @@ ZOMBIE_REQUESTS = 10
 REAP_GRACE = 2.0            # seconds a reaper gets after the children have exited
 CHILD_EXIT_WAIT = 8.0       # how long to wait for the children of the requests to exit
 ONE_AT_A_TIME_WAIT = 1.0    # zombie, sigchld: up to this for a child to exit before the next
+UNANSWERED_IN_A_ROW = 3      # zombie, sigchld: no more requests after this many unanswered
 SIGCHLD_REQUESTS = 3
 BURST_CLIENTS = 128
 BURST_CONNECT = 5.0         # all 128 connected (silent) within this
@@ -123,7 +124,8 @@ STAGES: list[Stage] = [
           f"no zombie child remains once the children of {ZOMBIE_REQUESTS} requests (one at a "
           "time, as a person with curl) have exited",
           f"0 zombie children {REAP_GRACE:g} s after the children exited; skipped when the "
-          "server makes no child per request or answers fewer than half",
+          "server makes no child per request or answers fewer than half (it stops asking "
+          f"after {UNANSWERED_IN_A_ROW} unanswered in a row)",
           "An exited child stays a zombie until its parent wait()s for it; reap them "
           "(a SIGCHLD handler with waitpid(-1, WNOHANG) in a loop).",
           "services/part3/webserver3g.py", watches=True),

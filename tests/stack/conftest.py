@@ -24,13 +24,14 @@ table (xdist groups by service and module, locks on the WSGI servers);
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 from instrument import servers
 from instrument.engine import Engine, EngineError
-from servicelocks import LOCKS, held
+from servicelocks import EXCLUSIVE, FOLDER, LOCKS, held
 
 
 @pytest.fixture(autouse=True)
@@ -69,14 +70,21 @@ def _wait_listening(eng: Engine, timeout: float = 90) -> None:
     """compose starts the servers without waiting for their healthchecks
     (`service_started`: a check runs every 30 s), so wait here until every
     running server LISTENs, each waited for inside its container (one exec
-    every few seconds), a few at a time. One that does not is left to the
-    tests that need it (they say why)."""
+    every few seconds), a few at a time, once a run (not once a worker).
+    One that does not is left to the tests that need it (they say why)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    ours = set(servers.names())
-    running = [n for n, c in eng.containers().items() if n in ours and c.status == "running"]
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda n: eng.service(n).await_listen(timeout=timeout), running))
+    # once a run: the first worker waits, the others find its mark
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"solo-{os.getpid()}")
+    with held(EXCLUSIVE, ["session-start"]):
+        mark = FOLDER / f"listening-{run}"
+        if mark.exists():
+            return
+        ours = set(servers.names())
+        running = [n for n, c in eng.containers().items() if n in ours and c.status == "running"]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda n: eng.service(n).await_listen(timeout=timeout), running))
+        mark.touch()
 
 
 @pytest.fixture(scope="session")
