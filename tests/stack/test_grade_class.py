@@ -154,3 +154,14 @@ def test_full_class_run_takes_under_60_percent_of_the_single_grades(engine, tmp_
           f"{alone:.0f} s; {100 * together / alone:.0f}%")
     assert together < 0.6 * alone
     assert not left_behind(engine)
+
+
+def test_a_server_that_stops_answering_is_not_asked_ten_times(engine, hostile_class):
+    """spinner answers once, then spins: zombie stops asking after
+    UNANSWERED_IN_A_ROW unanswered requests (not ten waits of 5 s) and skips."""
+    _, out, run = hostile_class
+    assert run.returncode == 0, run.stdout + run.stderr
+    got = {s["name"]: s for s in json.loads((out / "summary.json").read_text())["students"]}
+    assert got["spinner"]["verdicts"]["zombie"] == "skip", got["spinner"]
+    junit = (out / "junit" / "spinner.xml").read_text()
+    assert f"it stopped answering: {S.UNANSWERED_IN_A_ROW} unanswered in a row" in junit, junit
