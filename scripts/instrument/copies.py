@@ -26,9 +26,8 @@ view was shot at. The copy's image needs nothing installed: a static binary
 in an empty image is watched the same way. The observer never connects to
 the server (a probe connection changes what a leaky server shows). The
 observer only reads raw /proc text; parsing is instrument.observe's and
-instrument.procs'. An engine that refuses the observer its PID namespace or
-its capabilities gets the older way: an observer container per copy,
-sharing the copy's PID namespace (`pid_mode="container:<id>"`).
+instrument.procs'. An engine that refuses the observer its capabilities gets
+an observer container per copy in its PID namespace (`pid_mode`), the older way.
 
 Every container made here carries the label `lsbaws.copy` with its run's
 owner, `CONTAINER.PID-TOKEN` (the container that made it, the process, a
@@ -177,7 +176,7 @@ class Copy:
         until `samples` are taken, the exec ends or `stop` is set."""
         if not self.running():
             return
-        argv = ["python3", "-S", "-c", OBSERVE, str(PORT), str(samples), str(interval)]
+        argv = _observe(samples, interval)
         try:
             observer, cmd, hostname = self._looker(argv)
             api = self.copies.client.api
@@ -197,8 +196,7 @@ class Copy:
     def sample(self, samples: int, interval: float, extra_pids=()) -> list[Look]:
         if not self.running():
             return []
-        argv = ["python3", "-S", "-c", OBSERVE, str(PORT), str(samples), str(interval),
-                *map(str, extra_pids)]
+        argv = _observe(samples, interval, extra_pids)
         got: list = []
         node: list = []
 
@@ -461,6 +459,11 @@ class Copies:
             return 1
         except self.docker.errors.APIError:
             return 0
+
+
+def _observe(samples: int, interval: float, extra_pids=()) -> list[str]:
+    return ["python3", "-S", "-c", OBSERVE, str(PORT), str(samples), str(interval),
+            *map(str, extra_pids)]
 
 
 def _parsed(line: bytes, hostname: str | None) -> Look | None:
