@@ -60,17 +60,13 @@ def submissions(folder: Path) -> list[Student]:
 def build(engine, student: Student) -> tuple[str | None, str | None]:
     """Build the submission, untagged: (its image id, None), or (None, the
     error with its build log's last lines)."""
-    docker = engine.docker
+    from instrument.build import BuildFailed
+    from instrument.build import build as build_image
+
     try:
-        image, _ = engine.client.images.build(path=str(student.path), rm=True, forcerm=True,
-                                              pull=False, timeout=600)
-        return image.id, None
-    except docker.errors.BuildError as error:
-        lines = [str(c.get("stream") or c.get("error") or "").strip() for c in error.build_log]
-        tail = " | ".join([ln for ln in lines if ln][-BUILD_TAIL:])
-        return None, f"does not build: {tail or error.msg}"
-    except docker.errors.APIError as error:
-        return None, f"does not build: {error.explanation or error}"
+        return build_image(engine, student.path, tail=BUILD_TAIL), None
+    except BuildFailed as error:
+        return None, f"does not build: {error}"
     except Exception as error:  # noqa: BLE001 - a broken context (unreadable file, ...)
         return None, f"does not build: {type(error).__name__}: {error}"
 

@@ -108,17 +108,14 @@ def build(engine, name: str, image: str, say=print) -> None:
 
 
 def _build(engine, name: str, source: Path, where: str, image: str, say) -> None:
+    from instrument.build import BuildFailed
+    from instrument.build import build as build_image
+
     say(f"grade: building {name} from {where} ...")
     try:
-        engine.client.images.build(path=str(source), tag=image, rm=True, forcerm=True,
-                                   labels={"lsbaws.built-by": "grade"})
-    except engine.docker.errors.BuildError as error:
-        lines = [str(c.get("stream") or c.get("error") or "").strip() for c in error.build_log]
-        last = " | ".join([ln for ln in lines if ln][-3:])
-        raise EngineError(f"{name} did not build from {where}: {last or error.msg}") from None
-    except engine.docker.errors.APIError as error:
-        raise EngineError(f"{name} did not build from {where}: {error.explanation or error}") \
-            from None
+        build_image(engine, source, tag=image, labels={"lsbaws.built-by": "grade"}, tail=3)
+    except BuildFailed as error:
+        raise EngineError(f"{name} did not build from {where}: {error}") from None
 
 
 def parse_env(pairs: list[str]) -> dict[str, str]:

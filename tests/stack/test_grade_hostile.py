@@ -12,6 +12,7 @@ import pytest
 from grade import stages as S
 from grade.checks import Ctx
 from grade.target import Target
+from instrument.build import build
 from instrument.copies import Copies
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "submissions"
@@ -20,10 +21,10 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "submissions"
 @pytest.fixture(scope="module")
 def chatty(engine):
     copies = Copies(engine)
-    # untagged, as a class run builds it; the image stays as the build cache
-    image, _ = engine.client.images.build(path=str(FIXTURES / "chatty"), rm=True, forcerm=True)
+    # untagged and as a class run builds it: the image stays as the build cache
+    image = build(engine, FIXTURES / "chatty")
     try:
-        yield Ctx(Target("chatty", image.id), copies).copy("chatty")
+        yield Ctx(Target("chatty", image), copies).copy("chatty")
     finally:
         copies.remove_all()
 
