@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 import tarfile
+import threading
+import types
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -240,3 +242,33 @@ def test_the_starter_is_small_self_contained_and_runs_app_from_the_environment()
     dockerfile = (ROOT / "services" / "yours" / "Dockerfile").read_text()
     assert 'python webserver.py \\"$APP:app\\"' in dockerfile
     assert (ROOT / "services" / "yours" / "README.md").is_file()
+
+
+class ClimbingCopy:
+    """A copy whose process count is read from a list, one look each."""
+    role, name = "hello", "c1"
+
+    def __init__(self, counts):
+        self.counts, self.looks = list(counts), 0
+
+    def look(self):
+        count = self.counts[min(self.looks, len(self.counts) - 1)]
+        self.looks += 1
+        return types.SimpleNamespace(table=[None] * count)
+
+
+@pytest.mark.parametrize("counts, looks, said", [
+    ([120, 340, 511], 3, True),    # a bomb still filling its limit on a slow machine
+    ([129, 129, 129], 2, False),   # 128 zombies and their server: stable, not a bomb
+    ([3], 1, False),               # a lesson server: one look
+])
+def test_a_fork_bomb_still_filling_its_pids_limit_is_looked_at_again(monkeypatch, counts,
+                                                                    looks, said):
+    from grade.checks import base
+    monkeypatch.setattr(base, "PIDS_LOOK_GAP", 0.01)
+    ctx = base.Ctx.__new__(base.Ctx)
+    copy = ClimbingCopy(counts)
+    ctx._made, ctx._pids, ctx._lock = [copy], {copy.name: 512}, threading.Lock()
+    found = ctx.at_pids_limit("hello")
+    assert ("pids limit (511 processes of 512)" in found) == said, found
+    assert copy.looks == looks
