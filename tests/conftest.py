@@ -1,9 +1,9 @@
 """How the suite runs in parallel: pytest-xdist with `--dist loadgroup`.
 
 `docker compose run --rm tests` runs the tests image's command, `pytest
-tests -n 4 --dist loadgroup --no-loadscope-reorder`: four workers in the one
+tests -n 5 --dist loadgroup --no-loadscope-reorder`: five workers in the one
 tests container. Most of the suite waits (servers meant to hang, timeouts a
-test must sit out, the grader's copies), so four workers on two cores finish
+test must sit out, the grader's copies), so five workers on two cores finish
 in about a third of the serial time. docs/testing.md tells the whole story.
 
 Tests that share a server and would disturb each other (a restart, a crash,

@@ -142,7 +142,7 @@ def test_unit_tests_run_anywhere_unless_they_share_a_module_fixture(collected):
 
 
 def test_the_longest_tests_start_first(collected):
-    """xdist hands out the groups in this order, one to each of the 4 workers
+    """xdist hands out the groups in this order, one to each worker (five)
     first: the grader's calibration (~110 s) and the lab are among them."""
     units = list(dict.fromkeys(group or nodeid for nodeid, group in collected))
     for slow in ("test_calibration_matrix", "test_lab_report_"):
