@@ -34,9 +34,6 @@ SOCKET_PATH = os.environ.get("LSBAWS_DOCKER_SOCKET", "/var/run/docker.sock")
 PORT = 8888        # every server, inside the compose network
 TWIN_PORT = 8899   # a Twin, unless told otherwise
 AWAIT_SLICE = 3.0  # Service.await_listen: the longest one exec waits
-# Service.ensure_up: service -> (its container's StartedAt, its server) when
-# this process last saw it ready
-READY_SEEN: dict[str, tuple[str, procs.Proc]] = {}
 # Service.await_listen's exec: wait (looking every 0.05 s) until a LISTEN row
 # for the port is in /proc/net/tcp (exit 0) or one of the files is written
 # (exit 3); exit 1 after `ticks` looks. argv: port, ticks, files.
@@ -97,6 +94,9 @@ class Engine:
         except Exception as error:
             raise EngineError(f"the engine at {SOCKET_PATH} does not answer: {error}") from None
         self.project, self.workdir = self._project(project)
+        # Service.ensure_up: service -> (its container's StartedAt, its
+        # server) when this engine last saw it ready
+        self.ready_seen: dict[str, tuple[str, procs.Proc]] = {}
 
     def _project(self, project: str | None) -> tuple[str, str]:
         """This container's compose project (and its working dir), from its labels."""
@@ -406,12 +406,12 @@ class Service:
         if state.get("Status") != "running":
             self._on(lambda c: c.start())
             return self._wait_ready(timeout, "start")
-        seen = READY_SEEN.get(self.name)
+        seen = self.engine.ready_seen.get(self.name)
         if seen and seen[0] == state.get("StartedAt"):
             return seen[1]
         if server := self._ready() or (self.await_listen(PORT, min(timeout, 20))
                                        and poll(self._ready, 5, 0.2)):
-            READY_SEEN[self.name] = (state.get("StartedAt"), server)
+            self.engine.ready_seen[self.name] = (state.get("StartedAt"), server)
             return server
         return self.restart(timeout)  # running but not listening: a twin's leftover, a hang
 
