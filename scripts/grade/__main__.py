@@ -135,7 +135,7 @@ def grade_class(args) -> int:
 
     folder = classroom.folder_from(args.service)
     if not str(folder) or str(folder) == ".":
-        raise Usage("no class folder: run `LSBAWS_CLASS=path/to/submissions docker compose "
+        raise Usage("no class folder: run `LSBAWS_CLASS=./path/to/submissions docker compose "
                     "run --rm tests grade --class` (one subfolder with a Dockerfile per student)")
     if not folder.is_dir():
         raise Usage(f"no class folder at {folder}")

@@ -1,6 +1,6 @@
 """grade --class: every submission of a folder, graded at once.
 
-    LSBAWS_CLASS=path/to/submissions docker compose run --rm tests grade --class
+    LSBAWS_CLASS=./path/to/submissions docker compose run --rm tests grade --class
 
 Each subfolder that holds a Dockerfile is one student (the folder's name).
 Each is built through the engine (untagged), graded on every stage on its

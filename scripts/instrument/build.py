@@ -101,8 +101,8 @@ def _buildkit(engine, path: Path, tag: str | None, labels: dict | None, tail: in
         elif line.get("id") == BUILDKIT_IMAGE:
             image = (line.get("aux") or {}).get("ID")
         elif line.get("error"):
-            log.append(str(line["error"]).strip())
-            raise BuildFailed(" | ".join(log))
+            error = str(line["error"]).strip()   # often a step's error said again
+            raise BuildFailed(" | ".join([ln for ln in log if ln not in error] + [error]))
         elif line.get("stream", "").strip():
             log.append(line["stream"].strip())
     if not image:

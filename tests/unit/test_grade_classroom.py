@@ -27,7 +27,7 @@ def grade(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("args,says", [
-    (["--class"], "LSBAWS_CLASS=path/to/submissions"),
+    (["--class"], "LSBAWS_CLASS=./path/to/submissions"),
     (["--class", "/no/such/folder"], "no class folder at /no/such/folder"),
     (["--class", str(ROOT / "docs")], "no submissions in"),
     (["--class", str(FIXTURES), "--only", "nosuch"], "unknown stage nosuch"),
