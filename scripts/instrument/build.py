@@ -87,7 +87,7 @@ def _buildkit(engine, path: Path, tag: str | None, labels: dict | None, tail: in
     answer a stream of JSON lines (BuildKit's progress as protobuf in base64,
     the image id, or an error)."""
     api = engine.client.api
-    params = {"version": "2", "rm": "1", "forcerm": "1", "labels": json.dumps(labels or {})}
+    params = {"version": "2", "labels": json.dumps(labels or {})}
     if tag:
         params["t"] = tag
     response = api._post(api._url("/build"), params=params, data=_context(path), stream=True,

@@ -43,9 +43,6 @@ def test_trace_lines_stops_at_a_cut_message_without_raising():
 
 
 class RefusingApi:
-    def __init__(self):
-        self.legacy = []
-
     def _url(self, path):
         return path
 
