@@ -404,8 +404,8 @@ with the article.</p>
 {"".join(cards)}
 <h2>The machine it ran on</h2>
 <table>{machine_rows}</table>
-<p class="note">Regenerate: <code>docker compose --profile all up -d</code>, then
-<code>docker compose run --rm lab report</code>. Run one experiment:
+<p class="note">Regenerate: <code>docker compose run --rm lab report</code> (it prints
+the command that creates a service it lacks). Run one experiment:
 <code>docker compose run --rm lab run ID</code>; watch a service:
 <code>docker compose run --rm lab watch SERVICE</code>.</p>
 </body></html>
