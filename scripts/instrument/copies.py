@@ -40,6 +40,7 @@ each other's copies. LSBAWS_COPY_OWNER names the owner (a test that runs
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import socket
@@ -128,15 +129,14 @@ class Copy:
     # ---------------------------------------------------------------- looking
     def _looker(self, argv: list[str]) -> tuple[object, list[str], str | None]:
         """Where a look runs, its command, and the hostname it must report: the
-        run's observer entering the copy's PID and UTS namespaces (its init's
-        pid read just now: a pid the engine reused after the copy ended would
-        show another hostname, and the look is dropped), else the copy's own
-        observer."""
+        run's observer entering the copy's PID, UTS and network namespaces (its
+        init's pid read just now: a pid the engine reused after the copy ended
+        shows another hostname, and the look is dropped), else its own observer."""
         shared = self.copies.observer()
         pid = self.container.attrs["State"].get("Pid")
         if shared is not None and pid:
-            return shared, [*self.copies.enter(pid, uts=True), "unshare", "--mount", "--mount-proc",
-                            *argv], self.container.attrs["Config"]["Hostname"]
+            return shared, [*self.copies.enter(pid, uts=True, net=True), "unshare", "--mount",
+                            "--mount-proc", *argv], self.container.attrs["Config"]["Hostname"]
         if self.observer is None:
             self.observer = self.copies._start_own_observer(self)
         return self.observer, argv, None
@@ -278,12 +278,9 @@ class Copy:
     def remove(self) -> None:
         # the sentinel ends with the copy's PID namespace
         for c in (self.observer, self.container):
-            if c is None:
-                continue
-            try:
-                c.remove(force=True)
-            except self.copies.docker.errors.APIError:
-                pass
+            if c is not None:
+                with contextlib.suppress(self.copies.docker.errors.APIError):
+                    c.remove(force=True)
         self.copies._forget(self)
 
 
@@ -383,10 +380,11 @@ class Copies:
             copy.sentinel = made["Id"]
 
     @staticmethod
-    def enter(pid: int, uts: bool = False) -> list[str]:
-        """The command prefix that runs the rest in the PID (and UTS) namespace
+    def enter(pid: int, uts: bool = False, net: bool = False) -> list[str]:
+        """The command prefix that runs the rest in the PID (and UTS, network) namespaces
         of the engine's process `pid` (nsenter forks: the rest is inside)."""
-        return ["nsenter", "--target", str(pid), "--pid", *(["--uts"] if uts else []), "--"]
+        return ["nsenter", "--target", str(pid), "--pid", *(["--uts"] if uts else []),
+                *(["--net"] if net else []), "--"]
 
     def observer(self):
         """The run's observer, made at first use: in the engine's PID namespace
@@ -415,9 +413,8 @@ class Copies:
             labels={LABEL: self.owner, f"{LABEL}.role": "observer"}, mem_limit="128m")
 
     def _forget(self, copy: Copy):
-        with self._lock:
-            if copy in self._made:
-                self._made.remove(copy)
+        with self._lock, contextlib.suppress(ValueError):
+            self._made.remove(copy)
 
     def remove_all(self) -> None:
         """Remove every copy (and observer) this run made; no new ones after it."""

@@ -79,6 +79,35 @@ class EngineError(Exception):
         self.code = code
 
 
+class ReadySeen:
+    """Service -> (its container's StartedAt, its server) when last seen
+    ready (Service.ensure_up). In memory; with a folder, also one small file
+    a service there, so the processes of one run (the suite's workers) probe
+    a service once between two starts of its container, not once each."""
+
+    def __init__(self, folder: Path | None = None):
+        self.folder = folder
+        self.mine: dict[str, tuple[str, procs.Proc]] = {}
+
+    def get(self, name: str) -> tuple[str, procs.Proc] | None:
+        if self.folder is not None:
+            try:
+                started, pid, ppid, state, args = json.loads((self.folder / name).read_text())
+                return started, procs.Proc(pid, ppid, state, args)
+            except (OSError, ValueError):
+                pass
+        return self.mine.get(name)
+
+    def __setitem__(self, name: str, seen: tuple[str, procs.Proc]) -> None:
+        self.mine[name] = seen
+        if self.folder is not None:
+            started, p = seen
+            self.folder.mkdir(parents=True, exist_ok=True)
+            part = self.folder / f".{name}.{os.getpid()}"
+            part.write_text(json.dumps([started, p.pid, p.ppid, p.state, p.args]))
+            part.replace(self.folder / name)   # whole or not at all, for the other readers
+
+
 class Engine:
     def __init__(self, project: str | None = None):
         if not os.path.exists(SOCKET_PATH):
@@ -96,7 +125,7 @@ class Engine:
         self.project, self.workdir = self._project(project)
         # Service.ensure_up: service -> (its container's StartedAt, its
         # server) when this engine last saw it ready
-        self.ready_seen: dict[str, tuple[str, procs.Proc]] = {}
+        self.ready_seen = ReadySeen()
 
     def _project(self, project: str | None) -> tuple[str, str]:
         """This container's compose project (and its working dir), from its labels."""

@@ -7,7 +7,34 @@ import shlex
 
 from instrument import procs
 from instrument.engine import TWIN_PORT, EngineError, Service
-from instrument.waiting import poll, wait_for
+from instrument.waiting import wait_for
+
+# A twin is started and stopped with as few execs as the steps allow (each
+# costs the engine about 0.1 s of CPU). argv: port, pid file, then the
+# files to remove. Prints the live pid in the pid file (with its command
+# line) and "listening" when the port is taken; "clean" when neither is so
+# (and the files are removed then).
+LEFTOVER = r"""
+row=$(printf ':%04X 00000000:0000 0A' "$1"); pid=$(cat "$2" 2>/dev/null); shift
+found=
+if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ]; then
+  echo "pid $pid $(tr '\0' ' ' < "/proc/$pid/cmdline")"; found=1
+fi
+grep -q "$row" /proc/net/tcp && echo listening && found=1
+[ -n "$found" ] || { rm -f "$@"; echo clean; }
+"""
+# SIGTERM, up to 5 s for the process to end, then SIGKILL; then up to 15 s
+# for the port to be free (gunicorn's workers may outlive a killed arbiter
+# for a moment). argv: pid, port. Exit 0 once the port is free.
+KILL = r"""
+pid=$1; row=$(printf ':%04X 00000000:0000 0A' "$2"); i=0
+kill "$pid" 2>/dev/null
+while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+i=0
+while grep -q "$row" /proc/net/tcp && [ "$i" -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+! grep -q "$row" /proc/net/tcp
+"""
 
 
 class Twin:
@@ -38,7 +65,6 @@ class Twin:
 
     def start(self, timeout: float = 30) -> Twin:
         self._kill_leftover()
-        self.svc.exec(["rm", "-f", self.pidfile, self.statusfile, self.logfile])
         env = " ".join(shlex.quote(f"{k}={v}") for k, v in self.env.items())
         cmd = " ".join(map(shlex.quote, self.argv))
         cd = f"cd {shlex.quote(self.workdir)} && " if self.workdir else ""
@@ -49,14 +75,18 @@ class Twin:
             f"echo \"$? $(date +%s.%N)\" > {f['status']}.tmp && mv {f['status']}.tmp {f['status']}")])
         # one exec waits (a poll by exec costs the engine ~0.1 s of CPU each)
         listens = self.svc.await_listen(self.port, timeout, unless=self.statusfile)
-        if ended := self.exit_status():
+        # its status (if it ended) and its pid, in one exec
+        _, out = self.svc.query(["sh", "-c", 'cat "$1" 2>/dev/null; echo @@; cat "$2" 2>/dev/null',
+                                 "read", self.statusfile, self.pidfile])
+        status, _, pid = out.partition("@@")
+        if ended := _status(status):
             raise EngineError(f"{self} exited with status {ended[0]} before it listened; its "
                               f"log: {self.log()[-800:]!r}", code=1)
         if not listens:
             raise EngineError(f"timed out after {timeout:g} s waiting for {self} to listen; its "
                               f"log: {self.log()[-500:]!r}", code=1)
-        self.pid = int(wait_for(lambda: (self.svc.read(self.pidfile) or "").strip(), 5, 0.1,
-                                "the twin's pid file"))
+        self.pid = int(pid.strip() if pid.strip().isdigit() else wait_for(
+            lambda: (self.svc.read(self.pidfile) or "").strip(), 5, 0.1, "the twin's pid file"))
         return self
 
     # -- looking at it
@@ -69,8 +99,7 @@ class Twin:
 
     def exit_status(self) -> tuple[int, float] | None:
         """(status, the container's clock when it ended), once it has ended."""
-        text = (self.svc.read(self.statusfile) or "").split()
-        return (int(text[0]), float(text[1])) if len(text) == 2 else None
+        return _status(self.svc.read(self.statusfile) or "")
 
     def signal(self, sig: str = "TERM") -> float:
         """Send a signal; return the container's clock when it was sent."""
@@ -88,14 +117,16 @@ class Twin:
             self._kill(self.pid)
 
     def _kill(self, pid: int) -> None:
-        self.svc.exec(["kill", str(pid)])
-        if not poll(lambda: self.svc.exec(["kill", "-0", str(pid)])[0] != 0, 5, 0.1):
-            self.svc.exec(["kill", "-9", str(pid)])
-        # gunicorn's workers may outlive a killed arbiter for a moment
-        wait_for(lambda: not self.svc.listening(self.port), 15, 0.1,
-                 f"port {self.port} in {self.svc.name} to be free")
+        code, _ = self.svc.exec(["sh", "-c", KILL, "kill", str(pid), str(self.port)])
+        if code != 0:  # the port still taken (or the exec lost): look again, then say so
+            wait_for(lambda: not self.svc.listening(self.port), 15, 0.1,
+                     f"port {self.port} in {self.svc.name} to be free")
 
     def _kill_leftover(self) -> None:
+        files = [self.pidfile, self.statusfile, self.logfile]
+        code, out = self.svc.query(["sh", "-c", LEFTOVER, "leftover", str(self.port), *files])
+        if code == 0 and out.strip() == "clean":
+            return  # nothing of an earlier twin, and its files are gone
         pid = (self.svc.read(self.pidfile) or "").strip()
         if pid.isdigit():
             cmdline = (self.svc.read(f"/proc/{pid}/cmdline") or "").replace("\0", " ")
@@ -111,9 +142,16 @@ class Twin:
         if self.svc.listening(self.port):
             raise EngineError(f"port {self.port} in {self.svc.name} is taken by something "
                               "that is not a twin", code=1)
+        self.svc.exec(["rm", "-f", *files])
 
     def __enter__(self) -> Twin:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _status(text: str) -> tuple[int, float] | None:
+    """A status file's "EXIT CLOCK" as (status, the container's clock)."""
+    parts = text.split()
+    return (int(parts[0]), float(parts[1])) if len(parts) == 2 else None

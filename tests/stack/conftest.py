@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 from instrument import servers
-from instrument.engine import Engine, EngineError
+from instrument.engine import Engine, EngineError, ReadySeen
 from servicelocks import EXCLUSIVE, FOLDER, LOCKS, held
 
 
@@ -63,7 +63,15 @@ def engine() -> Engine:
         pytest.exit(f"services not created: {' '.join(missing)}; run "
                     "`docker compose run --rm tests`, which starts them", returncode=2)
     _wait_listening(eng)
+    # a server one worker saw ready is not probed again by the others (until
+    # its container starts again): an exec saved per service and worker
+    eng.ready_seen = ReadySeen(FOLDER / f"ready-{_run()}")
     return eng
+
+
+def _run() -> str:
+    """This test run's id, the same in every xdist worker."""
+    return os.environ.get("PYTEST_XDIST_TESTRUNUID", f"solo-{os.getpid()}")
 
 
 def _wait_listening(eng: Engine, timeout: float = 90) -> None:
@@ -75,9 +83,8 @@ def _wait_listening(eng: Engine, timeout: float = 90) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     # once a run: the first worker waits, the others find its mark
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"solo-{os.getpid()}")
     with held(EXCLUSIVE, ["session-start"]):
-        mark = FOLDER / f"listening-{run}"
+        mark = FOLDER / f"listening-{_run()}"
         if mark.exists():
             return
         ours = set(servers.names())

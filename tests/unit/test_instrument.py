@@ -464,3 +464,37 @@ def test_once_never_runs_a_change_twice_and_reads_its_output_back_when_lost():
         assert svc.calls[-1][:2] == ["rm", "-f"], "the kept output is removed"
     with pytest.raises(EngineError, match="exit 1"):
         Lossy(False, code=1).once("kill -TERM 7")
+
+
+# ---------------------------------------------------------------- ensure_up
+
+class _ProbedService:
+    """A Service of its own process (an xdist worker) whose container runs
+    and whose probe (`look`, one exec) is counted."""
+
+    def __init__(self, folder, started):
+        from types import SimpleNamespace
+
+        from instrument.engine import ReadySeen, Service
+
+        self.svc = Service(SimpleNamespace(ready_seen=ReadySeen(folder)), "part3-eintr")
+        self.svc.state = lambda: {"Status": "running", "StartedAt": started[0]}
+        self.probes = 0
+
+        def look(pid=None):
+            self.probes += 1
+            return procs.parse_probe(PROBE_OUT)
+        self.svc.look = look
+
+
+def test_a_server_one_worker_saw_ready_is_not_probed_again_until_it_restarts(tmp_path):
+    started = ["2026-12-07T12:00:00.1Z"]
+    first, second = _ProbedService(tmp_path, started), _ProbedService(tmp_path, started)
+    assert first.svc.ensure_up().pid == 7 and first.probes == 1
+    assert second.svc.ensure_up().pid == 7 and second.probes == 0   # the first one's look
+    assert first.svc.ensure_up().pid == 7 and first.probes == 1
+    started[0] = "2026-12-07T12:00:09.5Z"                          # its container started again
+    assert second.svc.ensure_up().pid == 7 and second.probes == 1
+    (tmp_path / "part3-eintr").write_text("[\"torn")               # unreadable: probe, never guess
+    third = _ProbedService(tmp_path, started)
+    assert third.svc.ensure_up().pid == 7 and third.probes == 1

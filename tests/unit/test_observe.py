@@ -5,14 +5,17 @@ import os
 import socket
 import time
 
+import pytest
 
-def _observe(port: int, samples: int) -> list[str]:
+
+def _observe(port: int, samples: int, env: dict | None = None) -> list[str]:
     import subprocess
     import sys
 
     from instrument.observe import OBSERVE
     done = subprocess.run([sys.executable, "-S", "-c", OBSERVE, str(port), str(samples), "0.05"],
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=30,
+                          env={**os.environ, **(env or {})})
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
 
@@ -38,3 +41,40 @@ def test_the_observer_waits_for_a_listen_in_one_exec_and_prints_the_first_sample
     assert len(lines) == 1 and time.monotonic() - t0 >= 0.45, lines
     assert not parse_sample(lines[0]).listening
     assert len(_observe(port, 3)) == 3   # a positive count still prints every sample
+
+
+def test_sock_diag_finds_the_same_listen_sockets_as_proc_net_tcp():
+    """The kernel's dump of listening sockets (what a look uses in the copy's
+    network namespace) and /proc/net/tcp{,6} (the older way) agree: the
+    holders of an IPv4 and of an IPv6 listener, and nothing on a port no one
+    listens on."""
+    import json
+
+    try:
+        same = os.readlink("/proc/self/ns/net") == os.readlink("/proc/1/ns/net")
+    except OSError:
+        same = False
+    if not same:
+        pytest.skip("not in the network namespace of this /proc's pid 1 (sock_diag is not used)")
+    listeners = [socket.socket(socket.AF_INET)]
+    if socket.has_ipv6:
+        listeners.append(socket.socket(socket.AF_INET6))
+    try:
+        for listener, host in zip(listeners, ("127.0.0.1", "::1"), strict=False):
+            try:
+                listener.bind((host, 0))
+            except OSError:   # no IPv6 on this machine
+                continue
+            listener.listen()
+            port = listener.getsockname()[1]
+            diag, procfs = (json.loads(_observe(port, 1, env)[0])
+                            for env in ({}, {"LSBAWS_OBSERVE_PROCFS": "1"}))
+            assert (diag["via"], procfs["via"]) == ("sock_diag", "procfs")
+            assert diag["listen"] and procfs["listen"], host
+            assert diag["holders"] == procfs["holders"] and os.getpid() in diag["holders"], host
+        closed = listeners[0].getsockname()[1]
+        listeners[0].close()
+        assert not json.loads(_observe(closed, 1)[0])["listen"]
+    finally:
+        for listener in listeners:
+            listener.close()
