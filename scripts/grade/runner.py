@@ -1,6 +1,8 @@
 """Run the stages of one target: its first copy (the start check, then hello
 on it), every other stage on its own copy, a few at once, the loads
-(`heavy`) one at a time. A progress line on stderr while they run."""
+(`heavy`) one at a time. A progress line on stderr while they run. The
+calibration, whose servers are known to start, makes the first copy only
+when hello is asked for (`start_check=False`)."""
 
 from __future__ import annotations
 
@@ -65,15 +67,18 @@ class Progress:
             self.stream.flush()
 
 
-def run(ctx: Ctx, ids: list[str], progress: Progress, jobs: int = JOBS) -> dict[str, Result]:
+def run(ctx: Ctx, ids: list[str], progress: Progress, jobs: int = JOBS,
+        start_check: bool = True) -> dict[str, Result]:
     """Every stage in `ids`; CopyError (code 2) if the target does not start."""
     results: dict[str, Result] = {}
-    progress.start("start")
-    try:
-        basic = ctx.copy("basic")
-    finally:
-        progress.finish("start")
-        progress.done -= 1
+    basic = None
+    if start_check or any(i in SHARED for i in ids):
+        progress.start("start")
+        try:
+            basic = ctx.copy("basic")
+        finally:
+            progress.finish("start")
+            progress.done -= 1
     if ctx.emulation:
         ctx.target.notes.append(ctx.emulation.note())
     heavy = threading.Lock()
@@ -122,8 +127,8 @@ def run(ctx: Ctx, ids: list[str], progress: Progress, jobs: int = JOBS) -> dict[
     # the loads first: they are the longest, the light stages fill in beside them
     order = sorted((i for i in ids if i in OWN), key=lambda i: not S.BY_ID[i].heavy)
     # daemon threads: on Ctrl-C the command removes its copies and exits at once
-    threads = [threading.Thread(target=shared, daemon=True)] + \
-        [threading.Thread(target=own, args=(i,), daemon=True) for i in order]
+    threads = [threading.Thread(target=shared, daemon=True)] if basic else []
+    threads += [threading.Thread(target=own, args=(i,), daemon=True) for i in order]
     for t in threads:
         t.start()
         time.sleep(0.05)  # keep the start order: the semaphore is not fair

@@ -272,3 +272,46 @@ def test_a_fork_bomb_still_filling_its_pids_limit_is_looked_at_again(monkeypatch
     found = ctx.at_pids_limit("hello")
     assert ("pids limit (511 processes of 512)" in found) == said, found
     assert copy.looks == looks
+
+
+class StagesCtx:
+    """A Ctx that makes no container: it notes each copy's role."""
+
+    def __init__(self):
+        self.made, self.emulation = [], None
+        self.target = types.SimpleNamespace(notes=[])
+
+    def copy(self, role, **_):
+        self.made.append(role)
+        return types.SimpleNamespace(name=role)
+
+    def at_pids_limit(self, role):
+        return ""
+
+    def lost_view(self, role):
+        return ""
+
+    def release(self, stage):
+        pass
+
+    def release_all(self):
+        pass
+
+
+@pytest.mark.parametrize("ids, start_check, made", [
+    (["eof"], True, ["basic", "eof"]),            # `grade`: the start check first
+    (["eof"], False, ["eof"]),                    # the calibration: no copy for nothing
+    (["hello", "eof"], False, ["basic", "eof"]),  # hello still runs on the first copy
+])
+def test_the_first_copy_is_made_for_the_start_check_or_for_hello(monkeypatch, ids, start_check,
+                                                                  made):
+    from grade import runner
+    from grade.checks import Result
+    monkeypatch.setattr(runner, "SHARED", {"hello": lambda ctx, basic: Result("pass", basic.name)})
+    monkeypatch.setattr(runner, "OWN", {"eof": lambda ctx: Result("pass", ctx.copy("eof").name)})
+    ctx = StagesCtx()
+    got = runner.run(ctx, ids, runner.Progress("t", len(ids), enabled=False),
+                     start_check=start_check)
+    assert sorted(ctx.made) == sorted(made)
+    assert {i: r.evidence for i, r in got.items()} == {i: "basic" if i == "hello" else i
+                                                       for i in ids}
