@@ -147,7 +147,10 @@ def test_p3_slow_clients_do_not_hold_a_fork_or_event_loop_server(service):
             got = hello(service.name, timeout=5)
             assert got.status == 200, f"{service.name}: {got.summary()}"
             times.append(got.elapsed)
-    assert sorted(times)[2] <= 0.1, f"{service.name}: answered in {times} s"
+    # "at once": a held server does not answer at all (above); the median of
+    # five answered within 0.25 s (0.01-0.05 s alone; 0.11 s with two CPU
+    # hogs beside the whole run, where 0.1 s failed once)
+    assert sorted(times)[2] <= 0.25, f"{service.name}: answered in {times} s"
 
 
 # ---------------------------------------------------------------- P4
