@@ -125,12 +125,12 @@ class Twin:
     def _kill_leftover(self) -> None:
         files = [self.pidfile, self.statusfile, self.logfile]
         code, out = self.svc.query(["sh", "-c", LEFTOVER, "leftover", str(self.port), *files])
-        if code == 0 and out.strip() == "clean":
+        lines = out.splitlines()
+        if code == 0 and "clean" in lines:
             return  # nothing of an earlier twin, and its files are gone
-        pid = (self.svc.read(self.pidfile) or "").strip()
-        if pid.isdigit():
-            cmdline = (self.svc.read(f"/proc/{pid}/cmdline") or "").replace("\0", " ")
-            if self.argv[-1] in cmdline:
+        for line in lines:   # "pid PID CMDLINE": the pid file's process, alive
+            _, pid, cmdline = (line.split(" ", 2) + ["", ""])[:3]
+            if line.startswith("pid ") and pid.isdigit() and self.argv[-1] in cmdline:
                 self._kill(int(pid))
         if self.svc.listening(self.port):
             # the pid file may name another twin than the one listening (two
