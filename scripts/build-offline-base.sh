@@ -4,13 +4,17 @@
 #      curl, procps and wrk for the benchmark), built with mmdebstrap from Debian's archive and
 #      loaded with `docker import`;
 #   2. the wheelhouse  ./wheelhouse/  (pip download on this host, for the
-#      image's CPython 3.11 and for 3.12).
+#      image's CPython 3.11 and for 3.12), put in the image lsbaws-wheels:local
+#      (FROM scratch, /wheels) that the Dockerfile's venv stages copy from:
+#      the build context (.dockerignore) leaves it out, as every image's
+#      build sends the context again.
 # Online users never need this script: the Dockerfiles default to
 # python:3.12-slim and PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 IMAGE=${LSBAWS_OFFLINE_IMAGE:-lsbaws-base:bookworm}
+WHEELS=${LSBAWS_WHEELS_IMAGE:-lsbaws-wheels:local}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PACKAGES=python3,python3-venv,curl,procps,ca-certificates,wrk
 
@@ -54,10 +58,13 @@ python3 -m pip download --quiet --disable-pip-version-check \
   --only-binary=:all: --python-version 3.11 --implementation cp \
   --platform manylinux2014_x86_64 pip setuptools wheel -d wheelhouse
 step "wheelhouse ready: $(find wheelhouse -name '*.whl' | wc -l) wheels"
+printf 'FROM scratch\nCOPY . /wheels/\n' | docker build --quiet --tag "$WHEELS" --file - wheelhouse >/dev/null
+step "wheels image $WHEELS: /wheels, $(du -sh wheelhouse | cut -f1)"
 
 # Point `docker compose build` at the offline base and the wheelhouse: compose
 # reads .env from the project folder, so the README's two commands need no flags.
 touch .env
-sed -i '/^LSBAWS_BASE_IMAGE=/d; /^LSBAWS_PIP_ARGS=/d' .env
-printf 'LSBAWS_BASE_IMAGE=%s\nLSBAWS_PIP_ARGS=--no-index --find-links=/wheels\n' "$IMAGE" >> .env
-step "wrote .env (LSBAWS_BASE_IMAGE=$IMAGE, pip from ./wheelhouse); now: docker compose run --rm tests"
+sed -i '/^LSBAWS_BASE_IMAGE=/d; /^LSBAWS_PIP_ARGS=/d; /^LSBAWS_WHEELS_IMAGE=/d' .env
+printf 'LSBAWS_BASE_IMAGE=%s\nLSBAWS_PIP_ARGS=--no-index --find-links=/wheels\nLSBAWS_WHEELS_IMAGE=%s\n' \
+  "$IMAGE" "$WHEELS" >> .env
+step "wrote .env (LSBAWS_BASE_IMAGE=$IMAGE, pip from $WHEELS); now: docker compose run --rm tests"
