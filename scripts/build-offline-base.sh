@@ -20,29 +20,6 @@ PACKAGES=python3,python3-venv,curl,procps,ca-certificates,wrk
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# the wheelhouse: network-bound, so it downloads while mmdebstrap builds the base
-download_wheels() {
-  step "wheelhouse: pip download for CPython 3.11 and 3.12 (manylinux x86_64)"
-  mkdir -p wheelhouse
-  for pyver in 3.11 3.12; do
-    python3 -m pip download --quiet --disable-pip-version-check \
-      --only-binary=:all: --platform manylinux2014_x86_64 \
-      --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
-      --python-version "$pyver" --implementation cp \
-      -r docker/requirements.txt -r docker/requirements-tests.txt \
-      -r docker/requirements-peers.txt -d wheelhouse
-  done
-  python3 -m pip download --quiet --disable-pip-version-check \
-    --only-binary=:all: --python-version 3.11 --implementation cp \
-    --platform manylinux2014_x86_64 pip setuptools wheel -d wheelhouse
-  step "wheelhouse ready: $(find wheelhouse -name '*.whl' | wc -l) wheels"
-}
-
-wheels_log=$(mktemp)
-download_wheels >"$wheels_log" 2>&1 &
-wheels_pid=$!
-trap 'kill "$wheels_pid" 2>/dev/null || true' EXIT   # a failed base build stops it too
-
 if [[ ${1:-} != --wheels-only ]]; then
   if docker image inspect "$IMAGE" >/dev/null 2>&1 && [[ ${1:-} != --force ]]; then
     step "base image $IMAGE already present (use --force to rebuild)"
@@ -67,12 +44,20 @@ if [[ ${1:-} != --wheels-only ]]; then
   fi
 fi
 
-if ! wait "$wheels_pid"; then
-  cat "$wheels_log" >&2
-  echo "build-offline-base: the wheelhouse download failed (its output above)" >&2
-  exit 1
-fi
-cat "$wheels_log"; rm -f "$wheels_log"
+step "wheelhouse: pip download for CPython 3.11 and 3.12 (manylinux x86_64)"
+mkdir -p wheelhouse
+for pyver in 3.11 3.12; do
+  python3 -m pip download --quiet --disable-pip-version-check \
+    --only-binary=:all: --platform manylinux2014_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+    --python-version "$pyver" --implementation cp \
+    -r docker/requirements.txt -r docker/requirements-tests.txt \
+    -r docker/requirements-peers.txt -d wheelhouse
+done
+python3 -m pip download --quiet --disable-pip-version-check \
+  --only-binary=:all: --python-version 3.11 --implementation cp \
+  --platform manylinux2014_x86_64 pip setuptools wheel -d wheelhouse
+step "wheelhouse ready: $(find wheelhouse -name '*.whl' | wc -l) wheels"
 printf 'FROM scratch\nCOPY . /wheels/\n' | docker build --quiet --tag "$WHEELS" --file - wheelhouse >/dev/null
 step "wheels image $WHEELS: /wheels, $(du -sh wheelhouse | cut -f1)"
 
