@@ -113,8 +113,7 @@ def test_a_bad_application_argument_is_one_clear_line_and_exit_2(server, argumen
     ("webserver2", "REQUEST_TIMEOUT", "soon"), ("webserver2", "REQUEST_TIMEOUT", "-5"),
     ("webserver2", "REQUEST_TIMEOUT", "nan"), ("webserver2", "WSGI_VALIDATE", "maybe"),
     ("webserver3h", "PORT", "http"), ("webserver3h", "REQUEST_QUEUE_SIZE", "many"),
-    ("webserver3h", "REQUEST_TIMEOUT", "soon"),
-])
+    ("webserver3h", "REQUEST_TIMEOUT", "soon")])
 def test_a_bad_setting_is_one_clear_line_and_exit_2(server, name, value):
     result = run_cli(server, "wsgiapp:app", **{name: value})
     assert result.returncode == 2, result
@@ -349,6 +348,7 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0_within_2_s(server
 
 
 def test_sigterm_when_idle_exits_0_at_once(server3h):
+    hello_works(server3h.port)  # in its loop, handlers set ("Serving" is printed before them)
     started = time.monotonic()
     server3h.proc.send_signal(signal.SIGTERM)
     assert server3h.proc.wait(5) == 0
