@@ -4,7 +4,6 @@ a socket this test owns; the server list read from compose.yaml. No engine.
 """
 
 import os
-import signal
 import socket
 import threading
 import time
@@ -374,46 +373,6 @@ def test_the_real_compose_file_has_the_article_21():
     assert len(names) == 21 and names[0] == "part1"
     assert {n.split("-")[0] for n in names} == {"part1", "part2", "part3", "gunicorn"}
     assert len({s.host_port for s in servers.article()}) == 21
-
-
-def test_twin_listeners_finds_a_twin_by_its_shell_not_by_the_pid_file(tmp_path):
-    """A listener started by a twin's shell for the port is found (even when
-    the pid file names another process); a plain listener is not."""
-    import subprocess
-    import sys
-
-    def free_port():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
-    port, other = free_port(), free_port()
-    serve = f"{sys.executable} -m http.server --bind 127.0.0.1"
-    twin = subprocess.Popen(["sh", "-c", f"{serve} {port} >/dev/null 2>&1 & "
-                             f"echo $! > {tmp_path}/lsbaws-twin-{port}.pid; wait $!"])
-    plain = subprocess.Popen([*serve.split(), str(other)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-    try:
-        for p in (port, other):
-            waiting.wait_for(lambda p=p: wire.exchange("127.0.0.1", p, wire.get(),
-                                                       timeout=1).status, 10, 0.1, "listening")
-
-        def listeners(p):
-            out = subprocess.run([sys.executable, "-c", procs.TWIN_LISTENERS, str(p)],
-                                 capture_output=True, text=True, check=True).stdout
-            return [int(pid) for pid in out.split()]
-
-        assert listeners(port) == [child(tmp_path, port)]
-        assert listeners(other) == []
-    finally:
-        plain.terminate()
-        os.kill(child(tmp_path, port), signal.SIGTERM)  # the shell then ends too
-        twin.wait(10)
-        plain.wait(10)
-
-
-def child(tmp_path, port: int) -> int:
-    return int((tmp_path / f"lsbaws-twin-{port}.pid").read_text())
 
 
 # ---------------------------------------------------------------- lost exec output
