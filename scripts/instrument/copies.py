@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 
 from instrument import procs
 from instrument.engine import EngineError, again_if_lost
-from instrument.observe import OBSERVE, Look, parse_sample  # noqa: F401 - the copies' view
+from instrument.observe import OBSERVE, Look, parse_sample, whole  # noqa: F401 - the copies' view
 
 LABEL = "lsbaws.copy"
 PORT = 8888
@@ -204,7 +204,7 @@ class Copy:
             try:
                 observer, cmd, hostname = self._looker(argv)
                 node.append(hostname)
-                got.append(again_if_lost(lambda: observer.exec_run(cmd)))
+                got.append(again_if_lost(lambda: observer.exec_run(cmd), complete=whole))
             except self.copies.docker.errors.APIError:
                 pass
 

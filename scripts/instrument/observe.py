@@ -177,6 +177,14 @@ class Look:
         return [p for p in self.children(pid) if p.zombie]
 
 
+def whole(out: bytes) -> bool:
+    """An exec's samples came whole: each ends its line with "}". The engine
+    can cut an exec's output short (procs.probe_complete guards the probe); a
+    copy at its pids limit makes a sample of 512 processes' stat lines, and
+    a cut sample parses as no look at all."""
+    return out.rstrip().endswith(b"}")
+
+
 def parse_sample(line: str) -> Look:
     data = json.loads(line)
     me = data.get("me")

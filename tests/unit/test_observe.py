@@ -1,5 +1,6 @@
 """The observer's one-exec wait (instrument.observe.OBSERVE), run here on the
-host's own /proc: the first sample that shows the port held, or the last."""
+host's own /proc: the first sample that shows the port held, or the last;
+and a sample the engine cut short, taken again (instrument.copies)."""
 
 import os
 import socket
@@ -78,3 +79,22 @@ def test_sock_diag_finds_the_same_listen_sockets_as_proc_net_tcp():
     finally:
         for listener in listeners:
             listener.close()
+
+
+def test_a_sample_the_engine_cut_short_is_taken_again():
+    """A look whose output the engine cut (a copy at its pids limit makes a
+    sample of hundreds of processes) is run again, not read as no look."""
+    import types
+
+    from instrument.copies import Copies, Copy
+    sample = _observe(1, 1)[0].encode() + b"\n"
+    outputs = [(0, sample[: len(sample) // 2]), (0, sample)]
+    observer = types.SimpleNamespace(id="observer", exec_run=lambda cmd: outputs.pop(0))
+    copies = types.SimpleNamespace(observer=lambda: observer, enter=Copies.enter)
+    container = types.SimpleNamespace(attrs={"State": {"Pid": 4242},
+                                             "Config": {"Hostname": os.uname().nodename}})
+    copy = Copy(copies, "lsbaws-copy-x", "image", "basic", container)
+    copy.running = lambda: True
+    looks = copy.sample(1, 0.0)
+    assert len(looks) == 1 and looks[0].table, looks
+    assert outputs == [], "the cut sample was not taken again"
