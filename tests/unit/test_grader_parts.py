@@ -259,7 +259,6 @@ class ClimbingCopy:
 
 @pytest.mark.parametrize("counts, looks, said", [
     ([120, 340, 511], 3, True),    # a bomb still filling its limit on a slow machine
-    (list(range(100, 500, 40)) + [511], 11, True),   # ... on a machine busier still
     ([129, 129, 129], 2, False),   # 128 zombies and their server: stable, not a bomb
     ([3], 1, False),               # a lesson server: one look
 ])
