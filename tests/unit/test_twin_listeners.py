@@ -25,10 +25,12 @@ def test_twin_listeners_finds_a_twin_by_its_shell_not_by_the_pid_file(tmp_path):
     def ours(twin, plain, port, other):
         if twin.poll() is not None or plain.poll() is not None:
             return "exited"   # its port was taken before it bound (another worker's server)
-        pid = (tmp_path / f"lsbaws-twin-{port}.pid").read_text().strip() \
-            if (tmp_path / f"lsbaws-twin-{port}.pid").exists() else ""
-        return pid.isdigit() and holds_a_listen_socket(int(pid), port) \
-            and holds_a_listen_socket(plain.pid, other) and "listening"
+        try:
+            pid = child(tmp_path, port)
+        except (OSError, ValueError):
+            return False   # its shell has not written the pid file yet
+        return holds_a_listen_socket(pid, port) and holds_a_listen_socket(plain.pid, other) \
+            and "listening"
 
     serve = f"{sys.executable} -m http.server --bind 127.0.0.1"
     for _ in range(3):   # a busy run once gave a port away between free_port() and bind
