@@ -61,6 +61,7 @@ def test_c10_iterative_server_serves_one_client_at_a_time(up):
 
 
 SLEEP_3B = 3.0
+SLEEP_3C = 60.0  # part3-fork: the article's sleep in each child
 
 
 @pytest.fixture(scope="module")
@@ -179,10 +180,14 @@ def test_c14_fork_server_answers_20_clients_at_once(fork_run):
     unanswered = [r.summary() for r in replies if not r.matched]
     assert not unanswered, unanswered
     slowest = max(r.answered for r in replies)
-    print(f"20 clients answered, slowest after {slowest:.2f} s")
-    assert slowest < 2.0, f"the slowest of 20 clients waited {slowest:.2f} s"
-    # answered, yet no EOF follows: each child is still in its 60 s sleep. Read
-    # on for a second: a server that closed after answering would show EOF here
+    print(f"20 clients answered, slowest after {slowest:.2f} s (SLEEP={SLEEP_3C})")
+    # All 20 answered within the timeout (10 s), far less than one child's
+    # sleep. No tighter bar on time: one of 2 s measured the machine, not the
+    # server (20 connects meet a listen backlog of 5; on a loaded machine the
+    # kernel sends a SYN the parent had no room for again 1 s, then 3 s later:
+    # 2.13 s in one CI run). The proof that nobody waited for anyone's sleep
+    # is the next one: after the last answer every connection is still open
+    # for another second, so no child's sleep had ended before it.
     ends = wire.finish_all(replies, 1.0)
     assert all(r.timed_out and not r.eof for r in ends), [r.summary() for r in ends]
 
