@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from instrument import procs
 from instrument.engine import EngineError, again_if_lost
 from instrument.observe import OBSERVE, Look, parse_sample, whole  # noqa: F401 - the copies' view
+from instrument.relay import Relay
 
 LABEL = "lsbaws.copy"
 PORT = 8888
@@ -60,9 +61,12 @@ DEFAULT_OBSERVER = "lsbaws/tests:dev"
 WAIT_INTERVAL, WAIT_SLICE = 0.05, 3.0   # wait_listening: look every 0.05 s, 3 s an exec
 
 
-def new_owner() -> str:
-    """A run's owner: CONTAINER.PID-TOKEN (see the module's docstring)."""
-    return f"{socket.gethostname()}.{os.getpid()}-{uuid.uuid4().hex[:6]}"
+def new_owner(kind: str = "") -> str:
+    """A run's owner: CONTAINER.PID-TOKEN (see the module's docstring);
+    CONTAINER.PID.KIND-TOKEN for another kind of container of the process (an
+    Engine's relay), which no run's copies are mistaken for."""
+    kind = f".{kind}" if kind else ""
+    return f"{socket.gethostname()}.{os.getpid()}{kind}-{uuid.uuid4().hex[:6]}"
 
 
 def owner_alive(client, owner: str) -> bool:
@@ -71,7 +75,7 @@ def owner_alive(client, owner: str) -> bool:
     process is alive as long as its container is)."""
     container, _, run = owner.partition(".")
     if container == socket.gethostname():
-        pid = run.partition("-")[0]
+        pid = run.partition("-")[0].partition(".")[0]
         if not pid.isdigit():
             return True
         try:
@@ -204,7 +208,9 @@ class Copy:
             try:
                 observer, cmd, hostname = self._looker(argv)
                 node.append(hostname)
-                got.append(again_if_lost(lambda: observer.exec_run(cmd), complete=whole))
+                relay = self.copies.relay() if hostname is not None else None
+                got.append(again_if_lost(lambda: self.copies.run(observer, cmd, relay, timeout),
+                                         complete=whole))
             except self.copies.docker.errors.APIError:
                 pass
 
@@ -212,9 +218,10 @@ class Copy:
         # took every process of the namespace along) can hang for ever on this
         # engine: wait for it in a thread, with a deadline, and give up on it
         # as soon as the copy is seen gone.
+        timeout = abs(samples) * interval + 15
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
-        deadline = time.monotonic() + abs(samples) * interval + 15
+        deadline = time.monotonic() + timeout
         while worker.is_alive() and time.monotonic() < deadline:
             worker.join(0.5)
             if worker.is_alive() and not self.running():
@@ -298,6 +305,7 @@ class Copies:
         self._made: list[Copy] = []
         self._lock = threading.Lock()
         self._observer = None
+        self._relay = None            # its relay: None until first use, False if refused
         self._own_observers = False   # the engine refused the run's observer
         self._n = 0
         self.closed = False
@@ -405,6 +413,24 @@ class Copies:
                     self._own_observers = True
             return self._observer
 
+    def relay(self):
+        """The shared observer's relay (instrument.relay), started at first use;
+        None without a shared observer or when it cannot start."""
+        with self._lock:
+            if self._relay is None and self._observer is not None and not self.closed:
+                try:
+                    self._relay = Relay.start(self.client, self._observer.id)
+                except self.docker.errors.APIError:
+                    self._relay = False
+            return self._relay or None
+
+    def run(self, observer, cmd: list[str], relay, timeout: float) -> tuple[int | None, bytes]:
+        """`cmd` in the observer: through the relay, or an exec of its own
+        when there is none (or it is gone)."""
+        if relay is not None and (answer := relay.run(cmd, timeout)) is not None:
+            return answer
+        return observer.exec_run(cmd)
+
     def _start_own_observer(self, copy: Copy):
         return self.client.containers.run(
             self.observer_image, ["sleep", "infinity"], entrypoint=[], detach=True,
@@ -421,6 +447,8 @@ class Copies:
         self.closed = True
         for copy in list(self._made):
             copy.remove()
+        if self._relay:
+            self._relay.close()
         if self._observer is not None:
             try:
                 self._observer.remove(force=True)

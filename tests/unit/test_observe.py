@@ -2,6 +2,7 @@
 host's own /proc: the first sample that shows the port held, or the last;
 and a sample the engine cut short, taken again (instrument.copies)."""
 
+import functools
 import os
 import socket
 import time
@@ -90,7 +91,8 @@ def test_a_sample_the_engine_cut_short_is_taken_again():
     sample = _observe(1, 1)[0].encode() + b"\n"
     outputs = [(0, sample[: len(sample) // 2]), (0, sample)]
     observer = types.SimpleNamespace(id="observer", exec_run=lambda cmd: outputs.pop(0))
-    copies = types.SimpleNamespace(observer=lambda: observer, enter=Copies.enter)
+    copies = types.SimpleNamespace(observer=lambda: observer, enter=Copies.enter,
+                                   relay=lambda: None, run=functools.partial(Copies.run, None))
     container = types.SimpleNamespace(attrs={"State": {"Pid": 4242},
                                              "Config": {"Hostname": os.uname().nodename}})
     copy = Copy(copies, "lsbaws-copy-x", "image", "basic", container)
