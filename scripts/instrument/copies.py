@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 
 from instrument import procs
 from instrument.engine import EngineError, again_if_lost
-from instrument.observe import OBSERVE, Look, parse_sample, whole  # noqa: F401 - the copies' view
+from instrument.observe import OBSERVE, Look, observe_argv, parse_sample, parsed_line, whole  # noqa: F401 - the copies' view
 from instrument.relay import Relay
 
 LABEL = "lsbaws.copy"
@@ -180,7 +180,7 @@ class Copy:
         until `samples` are taken, the exec ends or `stop` is set."""
         if not self.running():
             return
-        argv = _observe(samples, interval)
+        argv = observe_argv(samples, interval)
         try:
             observer, cmd, hostname = self._looker(argv)
             api = self.copies.client.api
@@ -192,7 +192,7 @@ class Copy:
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
-                if (look := _parsed(line, hostname)) is not None:
+                if (look := parsed_line(line, hostname)) is not None:
                     yield look
             if stop.is_set():
                 return
@@ -200,7 +200,7 @@ class Copy:
     def sample(self, samples: int, interval: float, extra_pids=()) -> list[Look]:
         if not self.running():
             return []
-        argv = _observe(samples, interval, extra_pids)
+        argv = observe_argv(samples, interval, extra_pids)
         got: list = []
         node: list = []
 
@@ -228,7 +228,7 @@ class Copy:
                 break
         if not got or got[0][0] != 0:
             return []
-        looks = (_parsed(line, node[0] if node else None) for line in got[0][1].split(b"\n"))
+        looks = (parsed_line(line, node[0] if node else None) for line in got[0][1].split(b"\n"))
         return [look for look in looks if look is not None]
 
     def watch(self, interval: float = 0.1):
@@ -305,7 +305,7 @@ class Copies:
         self._made: list[Copy] = []
         self._lock = threading.Lock()
         self._observer = None
-        self._relay = None            # its relay: None until first use, False if refused
+        self._relay = None            # the observer's relay (instrument.relay)
         self._own_observers = False   # the engine refused the run's observer
         self._n = 0
         self.closed = False
@@ -395,34 +395,25 @@ class Copies:
                 *(["--net"] if net else []), "--"]
 
     def observer(self):
-        """The run's observer, made at first use: in the engine's PID namespace
-        with the capabilities to enter a copy's namespaces and mount its /proc;
-        None if the engine refuses it (each copy then gets its own)."""
+        """The run's observer, made at first use: a relay's container
+        (instrument.relay) in the engine's PID namespace, with the
+        capabilities to enter a copy's namespaces and mount its /proc; None
+        if the engine refuses it (each copy then gets its own)."""
         with self._lock:
             if self._observer is None and not self._own_observers and not self.closed:
                 host, _, run = self.owner.partition(".")
                 try:
-                    self._observer = self.client.containers.run(
-                        self.observer_image, ["sleep", "infinity"], entrypoint=[], detach=True,
-                        name=f"lsbaws-copy-{host[:12]}-{run}-observer"[:63], pid_mode="host",
-                        network_mode="none", cap_add=["SYS_ADMIN", "SYS_PTRACE"],
-                        security_opt=["apparmor=unconfined"], user="0", working_dir="/",
-                        labels={LABEL: self.owner, f"{LABEL}.role": "observer"},
-                        mem_limit="512m", healthcheck={"test": ["NONE"]})
+                    self._relay = Relay.observer(
+                        self.client, self.observer_image, self.owner, "observer",
+                        f"lsbaws-copy-{host[:12]}-{run}-observer"[:63], "512m")
+                    self._observer = self.client.containers.get(self._relay.container_id)
                 except self.docker.errors.APIError:
                     self._own_observers = True
             return self._observer
 
     def relay(self):
-        """The shared observer's relay (instrument.relay), started at first use;
-        None without a shared observer or when it cannot start."""
-        with self._lock:
-            if self._relay is None and self._observer is not None and not self.closed:
-                try:
-                    self._relay = Relay.start(self.client, self._observer.id)
-                except self.docker.errors.APIError:
-                    self._relay = False
-            return self._relay or None
+        """The shared observer's relay; None without one, or once it is gone."""
+        return self._relay if self._relay is not None and not self._relay.gone else None
 
     def run(self, observer, cmd: list[str], relay, timeout: float) -> tuple[int | None, bytes]:
         """`cmd` in the observer: through the relay, or an exec of its own
@@ -447,7 +438,7 @@ class Copies:
         self.closed = True
         for copy in list(self._made):
             copy.remove()
-        if self._relay:
+        if self._relay is not None:
             self._relay.close()
         if self._observer is not None:
             try:
@@ -484,26 +475,6 @@ class Copies:
             return 1
         except self.docker.errors.APIError:
             return 0
-
-
-def _observe(samples: int, interval: float, extra_pids=()) -> list[str]:
-    return ["python3", "-S", "-c", OBSERVE, str(PORT), str(samples), str(interval),
-            *map(str, extra_pids)]
-
-
-def _parsed(line: bytes, hostname: str | None) -> Look | None:
-    """A sample line as a Look, or None: OBSERVE prints ASCII JSON; a line the
-    engine's stream mangled (seen once: a byte 0xb9 in the middle of a
-    sample) is dropped, not guessed, and so is a sample from another
-    namespace than the copy's (its init's pid reused by the engine)."""
-    text = line.decode("utf-8", "replace").strip()
-    if not text.startswith("{"):
-        return None
-    try:
-        look = parse_sample(text)
-    except (ValueError, KeyError, TypeError):
-        return None
-    return None if hostname and look.node != hostname else look
 
 
 def _tar(files: dict[str, bytes]) -> bytes:

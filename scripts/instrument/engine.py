@@ -142,7 +142,7 @@ class Engine:
                 except self.docker.errors.APIError:
                     me = DEFAULT_OBSERVER
                 try:
-                    self._relay = Relay.own_container(self.client, me, new_owner("relay"))
+                    self._relay = Relay.observer(self.client, me, new_owner("relay"))
                 except self.docker.errors.APIError:
                     self._relay = False
             return self._relay or None

@@ -219,3 +219,24 @@ def parse_sample(line: str) -> Look:
                 {int(k): v for k, v in data["fds"].items()}, cminflt, data.get("last_pid"),
                 {int(k): (v[0], v[1]) for k, v in (data.get("exe") or {}).items()},
                 data.get("node", ""))
+
+
+def observe_argv(samples: int, interval: float, extra_pids=(), port: int = 8888) -> list[str]:
+    """The observer's command: OBSERVE on `port` (argv: see OBSERVE)."""
+    return ["python3", "-S", "-c", OBSERVE, str(port), str(samples), str(interval),
+            *map(str, extra_pids)]
+
+
+def parsed_line(line: bytes, hostname: str | None) -> Look | None:
+    """A sample line as a Look, or None: OBSERVE prints ASCII JSON; a line the
+    engine's stream mangled (seen once: a byte 0xb9 in the middle of a
+    sample) is dropped, not guessed, and so is a sample from another
+    namespace than the copy's (its init's pid reused by the engine)."""
+    text = line.decode("utf-8", "replace").strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        look = parse_sample(text)
+    except (ValueError, KeyError, TypeError):
+        return None
+    return None if hostname and look.node != hostname else look

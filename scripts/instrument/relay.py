@@ -1,16 +1,17 @@
-"""relay: run short commands in an observer container without an exec each.
+"""relay: run short commands from an observer without an exec each.
 
 An exec costs the engine about 0.06 CPU-seconds on two cores (dockerd,
-containerd, runc), whatever it runs; a run of the suite made about 920 of
-them, most of them looks that read /proc for a few milliseconds. A relay is
-one long exec in an observer (instrument.copies: a container in the
-engine's PID namespace with the capabilities to enter another's): it reads
-requests on its stdin, one JSON line each, runs each command as a child
-process of its own, and writes each answer as one JSON line on its stdout.
-The commands are the same ones an exec would run (`nsenter ...` in front):
-what a look sees does not change, only the way there.
+containerd, runc), whatever it runs: the suite made about 920 a run, most of
+them looks that read /proc for a few milliseconds. A relay is the main
+process of an observer container (in the engine's PID namespace, with the
+capabilities to enter another container's namespaces): it reads requests on
+its stdin, one JSON line each, runs each command as a child process of its
+own, and writes each answer as one JSON line on its stdout. The commands are
+the ones an exec would run (`nsenter ...` in front): what a look sees does
+not change, only the way there. The copies' observer (instrument.copies) is
+one; an Engine starts one for the services' looks (`entering`).
 
-    relay = Relay.start(client, observer_id)
+    relay = Relay.observer(client, image, owner)
     code, out = relay.run(["nsenter", "--target", "4242", "--all", "--", "cat",
                            "/proc/net/tcp"], timeout=10)
 
@@ -60,8 +61,8 @@ for line in sys.stdin:
 
 
 class Relay:
-    """The client side: requests out on the exec's stdin, answers read by a
-    thread from its stdout (the engine's stream: an 8-byte header a frame)."""
+    """The client side: requests out on the container's stdin, answers read
+    by a thread from its stdout (the engine's stream: an 8-byte header a frame)."""
 
     def __init__(self, sock):
         self._sock = getattr(sock, "_sock", sock)   # docker-py hands a SocketIO on unix sockets
@@ -72,27 +73,24 @@ class Relay:
         threading.Thread(target=self._read, daemon=True, name="relay-reader").start()
 
     @classmethod
-    def start(cls, client, container_id: str) -> Relay:
-        made = client.api.exec_create(container_id, ["python3", "-S", "-u", "-c", SERVE],
-                                      stdin=True, stdout=True, stderr=True)
-        return cls(client.api.exec_start(made["Id"], socket=True))
-
-    @classmethod
-    def own_container(cls, client, image: str, owner: str) -> Relay:
-        """A relay that is an observer container of its own (an Engine's: the
-        services' looks). Its stdin is this process's connection: when that
-        closes, however this process ends, the relay reads EOF and exits, and
-        the engine removes its container."""
+    def observer(cls, client, image: str, owner: str, role: str = "relay",
+                 name: str | None = None, mem: str = "256m") -> Relay:
+        """An observer container whose main process is a relay: in the
+        engine's PID namespace, with the capabilities to enter another
+        container's namespaces and mount a /proc there. Its stdin is this
+        process's connection: when that closes, however this process ends,
+        the relay reads EOF and exits, and the engine removes the container.
+        `.container_id` names it (execs into it: a sentinel, a stream)."""
         from instrument.copies import LABEL
 
         api = client.api
         made = api.create_container(
-            image, ["python3", "-S", "-u", "-c", SERVE], entrypoint=[], user="0",
+            image, ["python3", "-S", "-u", "-c", SERVE], name=name, entrypoint=[], user="0",
             working_dir="/", stdin_open=True, detach=False, healthcheck={"test": ["NONE"]},
-            labels={LABEL: owner, f"{LABEL}.role": "relay"},
+            labels={LABEL: owner, f"{LABEL}.role": role},
             host_config=api.create_host_config(
                 pid_mode="host", network_mode="none", cap_add=["SYS_ADMIN", "SYS_PTRACE"],
-                security_opt=["apparmor=unconfined"], auto_remove=True, mem_limit="256m"))
+                security_opt=["apparmor=unconfined"], auto_remove=True, mem_limit=mem))
         try:
             sock = api.attach_socket(made["Id"], params={"stdin": 1, "stdout": 1, "stderr": 1,
                                                          "stream": 1})
@@ -100,7 +98,9 @@ class Relay:
         except Exception:
             api.remove_container(made["Id"], force=True)
             raise
-        return cls(sock)
+        relay = cls(sock)
+        relay.container_id = made["Id"]
+        return relay
 
     def run(self, argv: list[str], timeout: float) -> tuple[int | None, bytes] | None:
         done = threading.Event()
