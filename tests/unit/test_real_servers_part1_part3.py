@@ -201,8 +201,16 @@ def test_c21_webserver3e_with_python_accept_survives_pep_475(local_server):
         with connect(web.port) as sock:
             sock.sendall(GET)
             assert read_until_eof(sock) == RESPONSE
-    wait_for(lambda: web.stdout().count("terminated with status 0") == 3, 5, 0.05,
-             "three children reaped")
+    # Each child's SIGCHLD came while the parent sat in accept(). Three
+    # children reaped, as a rule; on a loaded machine two exits can come
+    # close enough for one signal (C23): that child stays a zombie.
+    def ended():
+        reaped = web.stdout().count("terminated with status 0")
+        zombies = len(web.zombies())
+        return reaped >= 1 and reaped + zombies == 3 and (reaped, zombies)
+
+    reaped, zombies = wait_for(ended, 5, 0.05, "three children reaped, or reaped and zombies")
+    print(f"{reaped} children reaped, {zombies} zombie(s)")
     assert web.proc.poll() is None, web.stderr()
     assert web.zombies() == []
 
