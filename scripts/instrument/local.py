@@ -84,6 +84,18 @@ class LocalServer:
     def children(self) -> list[procs.Proc]:
         return procs.children(procs.local_table(), self.pid)
 
+    def asleep(self) -> bool:
+        """Whether the server sleeps in the kernel now (state S). After its
+        "Serving HTTP" line, the one place a lesson server sleeps is where it
+        waits for a client (accept, select): a signal sent then interrupts
+        that wait. One sent a moment sooner, as it is about to call it, is
+        noted by Python and acted on only when that call returns."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rpartition(")")[2].split()[0] == "S"
+
     def zombies(self) -> list[procs.Proc]:
         return [p for p in self.children() if p.zombie]
 

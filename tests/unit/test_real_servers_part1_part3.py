@@ -293,6 +293,9 @@ def test_a_bad_setting_is_one_line_and_exit_2(step, name, value):
 @pytest.mark.parametrize("step", STEPS)
 def test_ctrl_c_stops_a_server_without_a_traceback(local_server, step):
     web = local_server(step)
+    # Ctrl-C at a server waiting for clients (instrument.local `asleep`): one
+    # sent as it is about to block in accept() waits for the next client
+    wait_for(web.asleep, 5, 0.01, "the server to wait for a client")
     web.proc.send_signal(signal.SIGINT)
     assert web.wait(5) == 130
     assert web.stderr().strip() == f"{Path(step).name}: stopped"
