@@ -64,6 +64,14 @@ def gunicorn_twin(up) -> Twin:
                 workdir="/srv/lsbaws/part2")
 
 
+def two_workers(twin: Twin) -> list[int]:
+    """gunicorn's two workers' pids. Its arbiter forks them one after the
+    other, with a random pause of up to 0.1 s between: the first may have
+    answered a request before the second is there."""
+    return sorted(wait_for(lambda: len(w := twin.children()) == 2 and [p.pid for p in w],
+                           10, 0.1, "gunicorn's two workers"))
+
+
 def hello_ok(host: str, port: int) -> wire.Reply:
     return wire.exchange(host, port, request("GET", "/hello", host), timeout=10)
 
@@ -135,8 +143,7 @@ def test_gunicorn_on_emfile_its_workers_exit_255_and_are_respawned(up, record):
     which answers the waiting clients."""
     with gunicorn_twin(up) as twin:
         assert hello_ok(twin.svc.name, TWIN_PORT).status == 200
-        workers = sorted(p.pid for p in twin.children())
-        assert len(workers) == 2, twin.children()
+        workers = two_workers(twin)
         for pid in workers:
             set_soft_limit(twin, pid, "nofile", "Max open files", lowest_free_fd(twin, pid))
         t0 = time.monotonic()
@@ -190,7 +197,7 @@ def test_gunicorn_on_fork_eagain_its_arbiter_exits_255(up, record):
     afterwards. webserver3h answers 503 instead (the test above)."""
     with gunicorn_twin(up) as twin:
         assert hello_ok(twin.svc.name, TWIN_PORT).status == 200
-        workers = [p.pid for p in twin.children()]
+        workers = two_workers(twin)
         set_soft_limit(twin, twin.pid, "nproc", "Max processes", 1)
         twin.svc.exec(["kill", "-KILL", str(workers[0])])
         ended = poll(twin.exit_status, 15, 0.2)
