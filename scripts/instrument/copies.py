@@ -58,7 +58,7 @@ from instrument.relay import Relay
 LABEL = "lsbaws.copy"
 PORT = 8888
 DEFAULT_OBSERVER = "lsbaws/tests:dev"
-WAIT_INTERVAL, WAIT_SLICE = 0.05, 3.0   # wait_listening: look every 0.05 s, 3 s an exec
+WAIT_INTERVAL, WAIT_SLICE = 0.05, 3.0   # wait_listening: look every 0.05 s, 3 s a command
 
 
 def new_owner(kind: str = "") -> str:
@@ -240,9 +240,8 @@ class Copy:
     def wait_listening(self, timeout: float = 30) -> Look:
         """Wait until the server LISTENs on 8888, reading /proc only. CopyError
         (with its last log lines) if it exits or does not listen in time. The
-        observer looks every WAIT_INTERVAL s inside one exec of up to
-        WAIT_SLICE s (an exec costs the engine ~0.1 s of CPU: polling by
-        exec would keep a core busy while copies start)."""
+        observer looks every WAIT_INTERVAL s inside one command of up to
+        WAIT_SLICE s (one Python start a slice, not one a look)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             state = self.state()

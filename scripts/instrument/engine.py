@@ -35,7 +35,7 @@ from instrument.waiting import poll, wait_for
 SOCKET_PATH = os.environ.get("LSBAWS_DOCKER_SOCKET", "/var/run/docker.sock")
 PORT = 8888        # every server, inside the compose network
 TWIN_PORT = 8899   # a Twin, unless told otherwise
-AWAIT_SLICE = 3.0  # Service.await_listen: the longest one exec waits
+AWAIT_SLICE = 3.0  # Service.await_listen: the longest one command waits
 # Service.await_listen's exec: wait (looking every 0.05 s) until a LISTEN row
 # for the port is in /proc/net/tcp (exit 0) or one of the files is written
 # (exit 3); exit 1 after `ticks` looks. argv: port, ticks, files.
@@ -398,8 +398,8 @@ class Service:
 
     def await_listen(self, port: int = PORT, timeout: float = 30, unless: str = "") -> bool:
         """Wait until something in the container LISTENs on `port`, looking at
-        /proc/net/tcp every 0.05 s inside one exec of up to AWAIT_SLICE s (a
-        poll by exec costs the engine ~0.1 s of CPU each); False at the
+        /proc/net/tcp every 0.05 s inside one command of up to AWAIT_SLICE s
+        (run by the relay, or an exec: ~0.06 s of the engine's CPU); False at the
         deadline, or as soon as the file `unless` is written or the
         container stops."""
         deadline = time.monotonic() + timeout

@@ -73,7 +73,7 @@ class Twin:
             f"{cd}env {env} {cmd} > {f['log']} 2>&1 & "
             f"echo $! > {f['pid']}; wait $!; "
             f"echo \"$? $(date +%s.%N)\" > {f['status']}.tmp && mv {f['status']}.tmp {f['status']}")])
-        # one exec waits (a poll by exec costs the engine ~0.1 s of CPU each)
+        # one command waits (Service.await_listen)
         listens = self.svc.await_listen(self.port, timeout, unless=self.statusfile)
         # its status (if it ended) and its pid, in one exec
         _, out = self.svc.query(["sh", "-c", 'cat "$1" 2>/dev/null; echo @@; cat "$2" 2>/dev/null',
