@@ -66,6 +66,7 @@ class Relay:
 
     def __init__(self, sock):
         self._sock = getattr(sock, "_sock", sock)   # docker-py hands a SocketIO on unix sockets
+        self._io = sock   # kept: it holds the HTTP response, whose end would close the socket
         self._lock = threading.Lock()
         self._waiting: dict[int, list] = {}
         self._n = 0

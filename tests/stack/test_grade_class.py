@@ -110,7 +110,9 @@ def test_a_class_with_hostile_submissions_is_graded_and_nothing_is_left(engine, 
     expect(by["chatty"]["verdicts"]["hello"] == "pass", "chatty: serves")
     for name in ("garbage", "spinner"):
         expect("pass" not in by[name]["verdicts"].values(), f"{name}: no pass")
-    assert not wrong, "\n".join(wrong) + "\n" + report
+    evidence = "".join(f"\n{x}: {(out / 'junit' / f'{x}.xml').read_text()[-3000:]}"
+                       for x in sorted({w.split(":")[0] for w in wrong} & set(by)))
+    assert not wrong, "\n".join(wrong) + "\n" + report + evidence
     junit = sorted(p.name for p in (out / "junit").iterdir())
     assert junit == sorted(f"{n}.xml" for n in by)
     md = (out / "summary.md").read_text()
