@@ -90,11 +90,7 @@ class LocalServer:
         waits for a client (accept, select): a signal sent then interrupts
         that wait. One sent a moment sooner, as it is about to call it, is
         noted by Python and acted on only when that call returns."""
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return False
-        return stat.rpartition(")")[2].split()[0] == "S"
+        return procs.local_state(self.pid) == "S"
 
     def zombies(self) -> list[procs.Proc]:
         return [p for p in self.children() if p.zombie]

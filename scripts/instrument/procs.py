@@ -309,6 +309,15 @@ def local_table() -> list[Proc]:
     return table
 
 
+def local_state(pid: int) -> str | None:
+    """The state letter of process `pid` here (S, R, Z, ...); None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return parse_stat(pid, f.read()).state
+    except OSError:
+        return None
+
+
 def local_fds(pid: int) -> int:
     import os
 

@@ -15,7 +15,9 @@ import threading
 import time
 
 import pytest
+from instrument import procs
 from instrument.relay import SERVE, Relay, entering
+from instrument.waiting import wait_for
 
 
 @pytest.fixture
@@ -60,12 +62,19 @@ def test_a_command_answers_its_exit_code_and_output(relay):
     assert client.run(["/no/such/program"], 5)[0] == 127
 
 
+def in_background(client: Relay, argv: list[str], timeout: float):
+    """client.run(argv) in a thread, given a moment to reach the relay:
+    (the thread, the list its answer goes into)."""
+    answers: list = []
+    t = threading.Thread(target=lambda: answers.append(client.run(argv, timeout)))
+    t.start()
+    time.sleep(0.3)
+    return t, answers
+
+
 def test_a_slow_command_holds_up_no_other(relay):
     client, _ = relay
-    slow: list = []
-    t = threading.Thread(target=lambda: slow.append(client.run(["sleep", "2"], 10)))
-    t.start()
-    time.sleep(0.2)
+    t, slow = in_background(client, ["sleep", "2"], 10)
     started = time.monotonic()
     assert client.run(["echo", "quick"], 5) == (0, b"quick\n")
     assert time.monotonic() - started < 1.5
@@ -82,25 +91,13 @@ def test_a_command_past_its_timeout_is_killed_with_its_whole_group(relay, tmp_pa
     code, _ = client.run(["sh", "-c", f"sleep 30 & echo $! > {pid_file}; wait"], 0.5)
     assert code is None and time.monotonic() - started < 5
     grandchild = int(pid_file.read_text())
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{grandchild}/stat") as f:
-                if f.read().rpartition(")")[2].split()[0] == "Z":
-                    break
-        except FileNotFoundError:
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail(f"the timed-out command's child {grandchild} still runs")
+    wait_for(lambda: procs.local_state(grandchild) in (None, "Z"), 5, 0.05,
+             f"the timed-out command's child {grandchild} to be killed")
 
 
 def test_a_relay_that_ended_answers_none_at_once(relay):
     client, proc = relay
-    waiting: list = []
-    t = threading.Thread(target=lambda: waiting.append(client.run(["sleep", "20"], 30)))
-    t.start()
-    time.sleep(0.3)
+    t, waiting = in_background(client, ["sleep", "20"], 30)
     proc.kill()
     t.join(5)
     assert waiting == [None] and client.gone
